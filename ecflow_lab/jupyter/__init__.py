@@ -1,0 +1,29 @@
+"""The notebook layer: magics, the live node tree, the Gantt and the transfer widget.
+
+It only presents and forwards user intent: every action goes through the same ``Client`` /
+``TransferClient`` / ``LocalCluster`` APIs a plain script uses. Heavy imports happen on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "NodeTree": "ecflow_lab.jupyter.tree",
+    "RowTable": "ecflow_lab.jupyter.rows",
+    "Gantt": "ecflow_lab.jupyter.gantt",
+    "SuiteGantt": "ecflow_lab.jupyter.gantt",
+    "TransferWidget": "ecflow_lab.jupyter.transfers",
+    "load_ipython_extension": "ecflow_lab.jupyter.magics",
+    "unload_ipython_extension": "ecflow_lab.jupyter.magics",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ecflow_lab.jupyter' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
