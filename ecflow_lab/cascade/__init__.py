@@ -1,0 +1,40 @@
+"""ecflow_lab.cascade — the DAG engine: a fluent API, a plain-data task graph, a scheduler for
+heterogeneous workers, a ZeroMQ executor with shared-memory data and a Dask backend.
+
+    from ecflow_lab.cascade import from_source, LocalCluster
+    action = from_source([partial(load, m) for m in members], dims=["member"]).map(regrid).mean("member")
+    with LocalCluster(workers=4) as cluster:
+        result = cluster.run(action)
+
+Names are imported lazily so worker processes start fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Graph": "graph", "Handle": "graph", "Requirements": "graph", "GraphError": "graph", "mark": "graph",
+    "Action": "fluent", "from_source": "fluent", "merge": "fluent", "Node": "fluent",
+    "LocalCluster": "executor", "Cluster": "executor", "RunResult": "executor", "TaskFailed": "executor",
+    "RemoteTraceback": "executor",
+    "Trace": "trace",
+    "DaskBackend": "dask", "run_on_dask": "dask",
+    "WorkerSpec": "schedule", "plan": "schedule",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'ecflow_lab.cascade' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

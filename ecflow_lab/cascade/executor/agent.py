@@ -1,0 +1,232 @@
+"""The host agent: one per machine. Starts and watches the worker processes, reports a dying worker to
+the controller at once (and starts a replacement), serves this host's shared-memory datasets to other
+hosts, and removes them when the controller says they are no longer needed or when it stops.
+
+Run by :class:`LocalCluster` or by ``ecflow-lab cascade host --controller tcp://HOST:PORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from urllib.parse import urlparse
+
+import zmq
+
+from . import wire
+
+HEARTBEAT_S = 1.0
+
+
+def _local_ip_towards(controller: str) -> str:
+    host = urlparse(controller).hostname or "127.0.0.1"
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return "127.0.0.1"
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect((host, 9))
+        return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+    finally:
+        s.close()
+
+
+class Agent:
+    def __init__(
+        self,
+        controller: str,
+        host: str,
+        workers: int,
+        gpus: list[str],
+        key: bytes,
+        cpus: int = 1,
+        memory_mb: int = 0,
+        exit_with_parent: bool = False,
+        restart: bool = True,
+        advertise: str | None = None,
+    ):
+        self.controller, self.host, self.key = controller, host, key
+        self.gpus, self.cpus, self.memory_mb = gpus, cpus, memory_mb
+        self.restart = restart
+        self.exit_with_parent = exit_with_parent
+        self.parent = os.getppid()
+        self.cluster_tag = wire.mac(key, [b"prefix"]).hex()[:8]
+        self.shm_prefix = f"ecl-{self.cluster_tag}-{os.getpid()}"
+        self.ctx = zmq.Context()
+        self.ctl = self.ctx.socket(zmq.DEALER)
+        self.ctl.setsockopt(zmq.IDENTITY, f"agent:{host}".encode())
+        self.ctl.setsockopt(zmq.LINGER, 1000)
+        self.ctl.connect(controller)
+        self.data = self.ctx.socket(zmq.ROUTER)
+        self.data.setsockopt(zmq.LINGER, 0)
+        ip = advertise or _local_ip_towards(controller)
+        port = self.data.bind_to_random_port(f"tcp://{ip if advertise is None else '*'}")
+        self.data_addr = f"tcp://{ip}:{port}"
+        self.procs: dict[str, tuple[subprocess.Popen, str]] = {}
+        self.next_index = 0
+        self.running = True
+        for i in range(workers):
+            self.spawn(gpus[i] if i < len(gpus) else "")
+
+    def spawn(self, gpu: str) -> str:
+        wid = f"{self.host}/w{self.next_index}"
+        self.next_index += 1
+        env = dict(os.environ)
+        env[wire.SECRET_ENV] = self.key.hex()
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+        env.setdefault("OMP_NUM_THREADS", str(self.cpus))
+        cmd = [
+            sys.executable, "-m", "ecflow_lab.cascade.executor.worker",
+            "--controller", self.controller, "--id", wid, "--host", self.host,
+            "--cpus", str(self.cpus), "--memory-mb", str(self.memory_mb),
+            "--gpu", gpu, "--shm-prefix", self.shm_prefix,
+        ]  # fmt: skip
+        self.procs[wid] = (subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL), gpu)
+        return wid
+
+    def send(self, msg: tuple) -> None:
+        wire.send(self.ctl, self.key, msg)
+
+    def hello(self) -> None:
+        workers = {wid: p.pid for wid, (p, _) in self.procs.items()}
+        self.send(("agent", self.host, self.data_addr, os.getpid(), workers))
+
+    def check_workers(self) -> None:
+        for wid, (p, gpu) in list(self.procs.items()):
+            rc = p.poll()
+            if rc is None:
+                continue
+            del self.procs[wid]
+            self.send(("worker_lost", wid, rc))
+            if self.running and self.restart:
+                self.spawn(gpu)
+
+    def serve_data(self) -> None:
+        while self.data.poll(0):
+            try:
+                prefix, msg, _ = wire.recv(self.data, self.key, n_prefix=1)
+            except wire.AuthError:
+                continue
+            if msg[0] == "get":
+                path = msg[1]
+                if not os.path.basename(path).startswith("ecl-") or not os.path.isfile(path):
+                    wire.send(self.data, self.key, ("error", f"no such dataset {path}"), prefix=prefix)
+                    continue
+                buf = wire.read_file_buffer(path)
+                wire.send(self.data, self.key, ("data", path), prefix=prefix, buffers=[buf])
+
+    def handle(self, msg: tuple) -> None:
+        kind = msg[0]
+        if kind == "unlink":
+            for path in msg[1]:
+                if os.path.basename(path).startswith(self.shm_prefix):
+                    wire.unlink_quiet(path)
+        elif kind == "unlink_job":
+            for path in glob.glob(os.path.join(wire.SHM_DIR or "/nonexistent", f"{self.shm_prefix}-{msg[1]}-*")):
+                wire.unlink_quiet(path)
+        elif kind == "kill_worker":  # used by tests and operators: SIGKILL one worker
+            entry = self.procs.get(msg[1])
+            if entry:
+                entry[0].kill()
+        elif kind == "who":
+            self.hello()
+        elif kind == "stop":
+            self.running = False
+
+    def loop(self) -> None:
+        self.hello()
+        poller = zmq.Poller()
+        poller.register(self.ctl, zmq.POLLIN)
+        poller.register(self.data, zmq.POLLIN)
+        last_hb = time.monotonic()
+        while self.running:
+            events = dict(poller.poll(50))
+            if self.ctl in events:
+                while self.ctl.poll(0):
+                    try:
+                        _, msg, _ = wire.recv(self.ctl, self.key)
+                    except wire.AuthError:
+                        continue
+                    self.handle(msg)
+            if self.data in events:
+                self.serve_data()
+            self.check_workers()
+            now = time.monotonic()
+            if now - last_hb > HEARTBEAT_S:
+                last_hb = now
+                self.send(("hb", self.host))
+                if self.exit_with_parent and os.getppid() != self.parent:
+                    break
+
+    def close(self) -> None:
+        self.running = False
+        for p, _ in self.procs.values():
+            if p.poll() is None:
+                p.terminate()
+        deadline = time.monotonic() + 3
+        for p, _ in self.procs.values():
+            try:
+                p.wait(max(0.01, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs.clear()
+        if wire.SHM_DIR:
+            for path in glob.glob(os.path.join(wire.SHM_DIR, f"{self.shm_prefix}-*")):
+                wire.unlink_quiet(path)
+        self.ctl.close()
+        self.data.close()
+        self.ctx.term()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="ecflow-lab cascade host", description=__doc__)
+    p.add_argument("--controller", required=True, help="controller address, e.g. tcp://node1:5555")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--gpus", default="", help="comma-separated GPU ids, one GPU worker each ('auto': all)")
+    p.add_argument("--host-id", default=socket.gethostname())
+    p.add_argument("--cpus-per-worker", type=int, default=1)
+    p.add_argument("--memory-mb", type=int, default=0, help="memory per worker (0: unknown)")
+    p.add_argument("--secret-file", help=f"file holding the cluster secret (hex); else ${wire.SECRET_ENV}")
+    p.add_argument("--advertise", help="address other hosts use to fetch data from this one")
+    p.add_argument("--no-restart", action="store_true", help="do not replace workers that die")
+    p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.secret_file:
+        with open(a.secret_file) as f:
+            key = bytes.fromhex(f.read().strip())
+    else:
+        key = wire.secret_from_env()
+    gpus = detect_gpus() if a.gpus == "auto" else [g for g in a.gpus.split(",") if g]
+    agent = Agent(
+        a.controller, a.host_id, a.workers, gpus, key, a.cpus_per_worker, a.memory_mb,
+        exit_with_parent=a.exit_with_parent, restart=not a.no_restart, advertise=a.advertise,
+    )  # fmt: skip
+    signal.signal(signal.SIGTERM, lambda *_: setattr(agent, "running", False))
+    try:
+        agent.loop()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        agent.close()
+    return 0
+
+
+def detect_gpus() -> list[str]:
+    """GPU ids from ``nvidia-smi -L`` (empty where there is none)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

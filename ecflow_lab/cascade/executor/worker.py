@@ -1,0 +1,313 @@
+"""A worker process: runs batches of tasks sent by the controller, in order, in-process.
+
+Tasks whose inputs are produced earlier in the same worker run straight after their producer without a
+controller round-trip (fused chains). Results are sent back in batches; a generator's outputs are sent
+as soon as they are yielded so consumers elsewhere can start. Started by the host agent:
+``python -m ecflow_lab.cascade.executor.worker --controller tcp://... --id host/w0`` with the cluster
+secret in the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import sys
+import time
+import traceback
+from collections import deque
+from typing import Any
+
+import zmq
+
+from ..graph import Handle, substitute
+from . import wire
+
+FLUSH_EVERY = 64  # results per message at most while busy
+FLUSH_AFTER_S = 0.005
+
+
+class _Missing(Exception):
+    pass
+
+
+class Worker:
+    def __init__(self, controller: str, wid: str, host: str, key: bytes, resources: dict, shm_prefix: str):
+        self.wid, self.host, self.key = wid, host, key
+        self.resources = resources
+        self.shm_prefix = shm_prefix
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.IDENTITY, wid.encode())
+        self.sock.setsockopt(zmq.LINGER, 2000)
+        self.sock.connect(controller)
+        self.funcs: dict[str, Any] = {}
+        self.store: dict[int, dict] = {}  # job -> {(task, out): value}
+        self.data: dict[int, dict] = {}  # job -> {(task, out): descriptor}
+        self.queue: deque = deque()
+        self.cancelled: set[int] = set()
+        self.outbox: dict[int, list] = {}
+        self.first_unflushed = 0.0
+        self.remote: dict[str, zmq.Socket] = {}
+        self.parent = os.getppid()
+        self.running = True
+
+    # -- messaging --------------------------------------------------------------------------------
+    def send(self, msg: Any) -> None:
+        wire.send(self.sock, self.key, msg)
+
+    def hello(self) -> None:
+        self.send(("hello", self.wid, self.host, os.getpid(), self.resources))
+
+    def flush(self) -> None:
+        for job, items in self.outbox.items():
+            if items:
+                self.send(("done", job, items))
+        self.outbox = {}
+
+    def handle(self, msg: tuple) -> None:
+        kind = msg[0]
+        if kind == "run":
+            _, job, funcs, data, tasks = msg
+            if job in self.cancelled:
+                return
+            for fid, blob in funcs.items():
+                if fid not in self.funcs:
+                    self.funcs[fid] = _loads_func(blob)
+            self.data.setdefault(job, {}).update(data)
+            self.store.setdefault(job, {})
+            self.queue.extend((job, *t) for t in tasks)
+        elif kind == "publish":
+            _, job, dss = msg
+            store = self.store.get(job, {})
+            out = []
+            for ds in dss:
+                if ds in store:
+                    out.append((ds, self.publish(job, ds, store[ds])))
+            self.send(("published", job, out))
+        elif kind == "purge":
+            _, job, dss = msg
+            store, data = self.store.get(job, {}), self.data.get(job, {})
+            for ds in dss:
+                store.pop(ds, None)
+                data.pop(ds, None)
+        elif kind == "end" or kind == "cancel":
+            job = msg[1]
+            if kind == "cancel":
+                self.cancelled.add(job)
+            self.store.pop(job, None)
+            self.data.pop(job, None)
+            self.outbox.pop(job, None)
+            self.queue = deque(t for t in self.queue if t[0] != job)
+        elif kind == "who":
+            self.hello()
+        elif kind == "stop":
+            self.running = False
+
+    def drain(self, timeout_ms: int) -> None:
+        if self.sock.poll(timeout_ms):
+            while True:
+                try:
+                    _, msg, _ = wire.recv(self.sock, self.key)
+                except wire.AuthError:
+                    pass
+                else:
+                    self.handle(msg)
+                if not self.sock.poll(0):
+                    break
+
+    # -- data ---------------------------------------------------------------------------------------
+    def publish(self, job: int, ds: tuple, value: Any) -> tuple:
+        name = f"{self.shm_prefix}-{job}-{ds[0]}-{ds[1]}-{os.getpid()}"
+        return wire.publish(value, name, self.host)
+
+    def value(self, job: int, ds: tuple) -> Any:
+        store = self.store[job]
+        try:
+            return store[ds]
+        except KeyError:
+            pass
+        desc = self.data.get(job, {}).get(ds)
+        if desc is None:
+            raise _Missing(ds)
+        if desc[0] == "r":
+            val = self.fetch(desc)
+        else:
+            val = wire.load(desc)
+        store[ds] = val
+        return val
+
+    def fetch(self, desc: tuple) -> Any:
+        """Fetch a shared-memory dataset from another host's agent."""
+        _, addr, path, main_len, layout, _size = desc
+        sock = self.remote.get(addr)
+        if sock is None:
+            sock = self.ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(addr)
+            self.remote[addr] = sock
+        wire.send(sock, self.key, ("get", path))
+        if not sock.poll(120_000):
+            raise RuntimeError(f"timed out fetching {path} from {addr}")
+        _, msg, bufs = wire.recv(sock, self.key)
+        if msg[0] != "data":
+            raise RuntimeError(f"cannot fetch {path} from {addr}: {msg[1]}")
+        return wire.load(("b", bufs[0], main_len, layout))
+
+    def runnable(self, t: tuple) -> bool:
+        job, inputs = t[0], t[9]
+        store, data = self.store[job], self.data.get(job, {})
+        for ds in inputs:
+            if ds not in store and ds not in data:
+                return False
+        return True
+
+    # -- execution ----------------------------------------------------------------------------------
+    def run_task(self, t: tuple) -> None:
+        job, idx, fid, args, kwargs, nout, gen, pub, name, inputs = t
+        t0 = time.time()
+        outs: list = []
+        try:
+            func = self.funcs[fid]
+            if inputs:
+                lookup = self._lookup(job)
+                args = substitute(args, lookup)
+                kwargs = substitute(kwargs, lookup) if kwargs else kwargs
+            result = func(*args, **kwargs) if kwargs else func(*args)
+            if gen:
+                store = self.store[job]
+                k = -1
+                for k, val in enumerate(result):
+                    if k >= nout:
+                        raise ValueError(f"generator yielded more than its {nout} declared output(s)")
+                    store[(idx, k)] = val
+                    desc = self._pub(job, (idx, k), val, pub[k])
+                    self.flush()
+                    self.send(("yield", job, idx, k, desc, time.time()))
+                if k + 1 != nout:
+                    raise ValueError(f"generator yielded {k + 1} output(s), {nout} declared")
+            elif nout == 1:
+                outs = [result]
+            else:
+                outs = list(result)
+                if len(outs) != nout:
+                    raise ValueError(f"returned {len(outs)} values, {nout} outputs declared")
+        except BaseException as exc:  # noqa: BLE001 - reported to the controller
+            if isinstance(exc, _Missing):
+                raise
+            t1 = time.time()
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            try:
+                blob = pickle.dumps(exc)
+                pickle.loads(blob)
+            except Exception:  # noqa: BLE001 - unpicklable exception: send text only
+                blob = None
+            self.flush()
+            self.send(("fail", job, idx, blob, f"{type(exc).__name__}: {exc}", tb, t0, t1, self.wid))
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return
+        t1 = time.time()
+        descs = None
+        xfer = None
+        if outs:
+            store = self.store[job]
+            descs = []
+            for k, val in enumerate(outs):
+                store[(idx, k)] = val
+                if pub[k]:
+                    p0 = time.time()
+                    d = self._pub(job, (idx, k), val, True)
+                    if d[0] == "s":
+                        xfer = (p0, time.time(), d[5])
+                    descs.append(d)
+                else:
+                    descs.append(None)
+        box = self.outbox.setdefault(job, [])
+        if not box and not any(self.outbox.values()):
+            self.first_unflushed = t1
+        box.append((idx, t0, t1, descs, xfer))
+
+    def _pub(self, job: int, ds: tuple, val: Any, pub: bool) -> tuple | None:
+        return self.publish(job, ds, val) if pub else None
+
+    def _lookup(self, job: int):
+        value = self.value
+
+        def lookup(h: Handle) -> Any:
+            return value(job, (h.task, h.output))
+
+        return lookup
+
+    def loop(self) -> None:
+        self.hello()
+        last_parent_check = time.monotonic()
+        while self.running:
+            t = self._next_runnable()
+            if t is None:
+                self.flush()
+                self.drain(1000)
+                now = time.monotonic()
+                if now - last_parent_check > 1.0:
+                    last_parent_check = now
+                    if os.getppid() != self.parent:
+                        break
+                continue
+            try:
+                self.run_task(t)
+            except _Missing:
+                self.queue.append(t)
+            pending = sum(len(v) for v in self.outbox.values())
+            if pending >= FLUSH_EVERY or (pending and time.time() - self.first_unflushed > FLUSH_AFTER_S):
+                self.flush()
+            self.drain(0)
+        self.flush()
+
+    def _next_runnable(self) -> tuple | None:
+        q = self.queue
+        for _ in range(len(q)):
+            t = q.popleft()
+            if t[0] in self.cancelled:
+                continue
+            if self.runnable(t):
+                return t
+            q.append(t)
+        return None
+
+    def close(self) -> None:
+        for s in self.remote.values():
+            s.close(0)
+        self.sock.close()
+        self.ctx.term()
+
+
+def _loads_func(blob: bytes) -> Any:
+    import cloudpickle  # noqa: F401 - registers reducers cloudpickle-made blobs need
+
+    return pickle.loads(blob)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="ecflow-lab cascade worker")
+    p.add_argument("--controller", required=True)
+    p.add_argument("--id", required=True)
+    p.add_argument("--host", required=True)
+    p.add_argument("--cpus", type=int, default=1)
+    p.add_argument("--memory-mb", type=int, default=0)
+    p.add_argument("--gpu", default="")
+    p.add_argument("--shm-prefix", required=True)
+    a = p.parse_args(argv)
+    key = wire.secret_from_env()
+    resources = {"cpus": a.cpus, "memory_mb": a.memory_mb, "gpu": a.gpu != "", "gpu_id": a.gpu}
+    w = Worker(a.controller, a.id, a.host, key, resources, a.shm_prefix)
+    try:
+        w.loop()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        w.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
