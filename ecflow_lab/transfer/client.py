@@ -1,0 +1,379 @@
+"""TransferClient: the Python API of the transfer service (what ``ecpds`` and the notebook widget use)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import getpass
+import io
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import zmq
+
+from .wire import CHUNK, Checksum, TransferError, decode, encode, parse_at, parse_duration
+
+DEFAULT_PORT = 2640
+
+
+def default_master(host: str | None = None, port: int | str | None = None) -> str:
+    """The master address from arguments, ``$ECPDS_MASTER``, or ``$ECHOST``/``$ECPORT`` (localhost:2640)."""
+    if host is None and port is None and os.environ.get("ECPDS_MASTER"):
+        return os.environ["ECPDS_MASTER"]
+    host = host or os.environ.get("ECHOST") or "127.0.0.1"
+    host = host.split(",")[0].strip()
+    if host.startswith("tcp://"):
+        return host
+    port = port or os.environ.get("ECPORT") or DEFAULT_PORT
+    return f"tcp://{host}:{int(port)}"
+
+
+def _seconds(value: str | float | int | _dt.timedelta | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, _dt.timedelta):
+        return value.total_seconds()
+    return parse_duration(value)
+
+
+def _epoch(value: str | float | int | _dt.datetime | None, fmt: str = "yyyyMMddHHmmss") -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, _dt.datetime):
+        return value.timestamp()
+    if isinstance(value, (int, float)):
+        return float(value)
+    return parse_at(value, fmt)
+
+
+class TransferClient:
+    """Talk to a transfer master: push files, follow them, manage destinations.
+
+    Thread-safe (one request at a time per client); use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, master: str | None = None, *, host: str | None = None, port: int | None = None,
+                 user: str | None = None, password: str | None = None, timeout: float = 30.0) -> None:
+        self.master = master or default_master(host, port)
+        self.user, self.password = user, password
+        self.timeout = timeout
+        self._ctx = zmq.Context.instance()
+        self._lock = threading.RLock()
+        self._sock: zmq.Socket | None = None
+        self._rid = 0
+        try:
+            self._unix_user = getpass.getuser()
+        except Exception:
+            self._unix_user = str(os.getuid())
+
+    def __enter__(self) -> TransferClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close(0)
+                self._sock = None
+
+    # ------------------------------------------------------------------------------------------ requests
+
+    def request(self, op: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
+        """Send one request and return the reply; TransferError on a refusal or no answer in time."""
+        timeout = self.timeout if timeout is None else timeout
+        with self._lock:
+            if self._sock is None:
+                self._sock = self._ctx.socket(zmq.DEALER)
+                self._sock.setsockopt(zmq.LINGER, 0)
+                self._sock.connect(self.master)
+            self._rid += 1
+            hdr = {"op": op, "rid": self._rid, "unix_user": self._unix_user, **fields}
+            if self.user:
+                hdr.update(user=self.user, password=self.password)
+            self._sock.send(encode(hdr))
+            deadline = time.monotonic() + timeout
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._sock.poll(int(left * 1000) + 1):
+                    self._sock.close(0)
+                    self._sock = None
+                    raise TransferError(f"no answer from the transfer master at {self.master} within {timeout:g}s")
+                reply = decode(self._sock.recv())
+                if reply.get("rid") == self._rid:
+                    break
+            if not reply.get("ok"):
+                raise TransferError(reply.get("error") or "request refused")
+            return reply
+
+    def ping(self) -> dict[str, Any]:
+        return self.request("ping")
+
+    # ------------------------------------------------------------------------------------------ pushes
+
+    def _options(self, destination: str | list[str], *, priority: int | None, lifetime: Any, delay: Any, at: Any,
+                 at_format: str, metadata: dict[str, Any] | None, version: str | None, identity: str | None,
+                 standby: bool, asap: bool, requeue: bool, force: bool, caller: str | None) -> dict[str, Any]:
+        return {"destination": destination, "priority": priority, "lifetime": _seconds(lifetime),
+                "delay": _seconds(delay), "at": _epoch(at, at_format), "metadata": metadata or {},
+                "version": version, "identity": identity, "standby": standby, "asap": asap, "requeue": requeue,
+                "force": force, "caller": caller or os.environ.get("EC_job_stdout") or os.environ.get("ECF_JOBOUT"),
+                "source_host": socket.gethostname()}
+
+    def push(self, source: str | os.PathLike | bytes | BinaryIO, destination: str | list[str],
+             target: str | None = None, *, groupby: str | None = None, priority: int | None = None,
+             lifetime: str | float | None = None, delay: str | float | None = None,
+             at: str | float | _dt.datetime | None = None, at_format: str = "yyyyMMddHHmmss",
+             metadata: dict[str, Any] | None = None, version: str | None = None, identity: str | None = None,
+             standby: bool = False, asap: bool = False, requeue: bool = False, force: bool = False,
+             remove: bool = False, noretrieval: bool = False, caller: str | None = None,
+             progress: Callable[[int, int], None] | None = None) -> int:
+        """Submit one file and return its Data File ID.
+
+        Without ``groupby`` the content is streamed now to a data mover (sync push) and the ID is returned once
+        it is stored and committed. With ``groupby`` only the metadata is registered and a mover retrieves
+        ``source`` (a path on this host) later. ``source`` may also be bytes or a binary file object (then
+        ``target`` is required). ``remove`` deletes the source after a successful sync push.
+        """
+        if requeue and force:
+            raise TransferError("-force and -requeue cannot be used together")
+        if groupby and remove:
+            raise TransferError("-remove is not allowed with -groupby")
+        if noretrieval and not groupby:
+            raise TransferError("-noretrieval needs -groupby")
+        opts = self._options(destination, priority=priority, lifetime=lifetime, delay=delay, at=at,
+                             at_format=at_format, metadata=metadata, version=version, identity=identity,
+                             standby=standby, asap=asap, requeue=requeue, force=force, caller=caller)
+        path: Path | None = None
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source).absolute()
+            if not path.is_file():
+                raise TransferError(f"-source {path}: no such file")
+        elif target is None:
+            raise TransferError("-target is required when the content comes from stdin or memory")
+        target = _target_for(target, path)
+        if groupby:
+            if path is None:
+                raise TransferError("-groupby needs a -source file the movers can retrieve")
+            reply = self.request("put", groupby=groupby, noretrieval=noretrieval, files=[
+                {"source": str(path), "size": path.stat().st_size, "target": target}], **opts)
+            self.last_message = reply.get("message", "")
+            return int(reply["id"])
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            stream: BinaryIO = io.BytesIO(source)
+            size = len(source)
+        elif path is not None:
+            stream = open(path, "rb")  # noqa: SIM115 - closed below
+            size = os.fstat(stream.fileno()).st_size
+        else:
+            stream, size = _spool(source)
+        try:
+            reply = self.request("put", files=[{"target": target, "size": size, "source": str(path or "-")}],
+                                 **opts)
+            result = self._stream(reply, stream, size, progress)
+        finally:
+            stream.close()
+        self.last_message = result.get("message", "")
+        if remove and path is not None:
+            path.unlink()
+        return int(result["id"])
+
+    def _stream(self, reply: dict[str, Any], stream: BinaryIO, size: int,
+                progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+        """Stream content to the mover the master chose: big zero-copy frames, hashed on a helper thread."""
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 4)
+        sock.setsockopt(zmq.SNDBUF, 4 << 20)
+        sock.connect(reply["mover"])
+        hasher = Checksum(reply.get("checksum") or "sha256")
+        pool = ThreadPoolExecutor(1, thread_name_prefix="ecpds-hash")
+        try:
+            sock.send(encode({"op": "begin", "id": reply["id"], "size": size, "token": reply["token"],
+                              "store_path": reply["store_path"], "algo": hasher.algo}))
+            sent, pending = 0, None
+            readinto = getattr(stream, "readinto", None)
+            while True:
+                if readinto is not None:
+                    buf = bytearray(min(CHUNK, max(size - sent, 1)))
+                    n = readinto(buf)
+                    data = memoryview(buf)[:n] if n else b""
+                else:
+                    data = stream.read(CHUNK)
+                    n = len(data)
+                if not n:
+                    break
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(hasher.update, data)
+                sock.send_multipart([b"D", data], copy=False)
+                sent += n
+                if progress:
+                    progress(sent, size)
+                if sock.poll(0):  # the mover refused early (bad token, disk full, ...)
+                    early = decode(sock.recv())
+                    raise TransferError(early.get("error") or "mover refused the upload")
+            if pending is not None:
+                pending.result()
+            if sent != size:
+                raise TransferError(f"source changed while sending: read {sent} bytes, expected {size}")
+            sock.send(encode({"op": "end", "checksum": hasher.hexdigest()}))
+            if not sock.poll(int(max(self.timeout, 60) * 1000)):
+                raise TransferError(f"no acknowledgement from data mover {reply.get('mover_name')} "
+                                    f"(DataFileId={reply['id']} not confirmed)")
+            result = decode(sock.recv())
+            if not result.get("ok"):
+                raise TransferError(result.get("error") or "push failed")
+            return result
+        finally:
+            pool.shutdown(wait=True)
+            sock.close(0)
+
+    def push_group(self, sources: Iterable[str | os.PathLike], destination: str | list[str], groupby: str,
+                   target_dir: str = "", **options: Any) -> list[int]:
+        """Register many files of a ``groupby`` group in one request (``ecpds -index``); returns their IDs."""
+        files = []
+        for s in sources:
+            p = Path(s).absolute()
+            if not p.is_file():
+                raise TransferError(f"-index entry {p}: no such file")
+            files.append({"source": str(p), "size": p.stat().st_size,
+                          "target": _target_for(target_dir + "/" if target_dir else None, p)})
+        if not files:
+            raise TransferError("no source files given")
+        opts = self._options(destination, priority=options.pop("priority", None),
+                             lifetime=options.pop("lifetime", None), delay=options.pop("delay", None),
+                             at=options.pop("at", None), at_format=options.pop("at_format", "yyyyMMddHHmmss"),
+                             metadata=options.pop("metadata", None), version=options.pop("version", None),
+                             identity=None, standby=options.pop("standby", False), asap=options.pop("asap", False),
+                             requeue=options.pop("requeue", False), force=options.pop("force", False),
+                             caller=options.pop("caller", None))
+        if options:
+            raise TypeError(f"unknown options {sorted(options)}")
+        reply = self.request("put", groupby=groupby, files=files, **opts)
+        self.last_message = reply.get("message", "")
+        return [int(i) for i in reply["ids"]]
+
+    # ------------------------------------------------------------------------------------------ tracking
+
+    def status(self, data_file_id: int, history: int = 50) -> dict[str, Any]:
+        """``{"data_file": {...}, "transfers": [{status, code, bytes_done, history: [...]}, ...]}``."""
+        return self.request("status", id=int(data_file_id), history=history)
+
+    def group_status(self, group: str) -> dict[str, Any]:
+        """Counts per status for a -groupby group; ``done`` is true when nothing is left to do."""
+        return self.request("group", group=group)
+
+    def waitfor(self, group: str, callback: Callable[[dict[str, Any]], None] | None = None,
+                timeout: float | None = None, poll: float = 0.25, not_found_after: float = 25.0) -> dict[str, Any]:
+        """Block until every transfer of ``group`` is Done, Failed or Stopped (StandBy ones are not waited for).
+
+        ``callback(group_status)`` is called whenever the counts change. Returns the final group status.
+        """
+        t0 = time.monotonic()
+        last = None
+        while True:
+            st = self.group_status(group)
+            key = (st["counts"], st["remaining"], [(p["id"], p["status"], p["bytes_done"]) for p in st["pending"]])
+            if callback and key != last:
+                callback(st)
+            last = key
+            if st["done"]:
+                return st
+            if not st["found"] and time.monotonic() - t0 > not_found_after:
+                raise TransferError(f"Group {group} not found")
+            if timeout is not None and time.monotonic() - t0 > timeout:
+                raise TransferError(f"group {group} not done after {timeout:g}s "
+                                    f"({st['remaining']} transfer(s) left)")
+            time.sleep(poll)
+
+    def wait(self, data_file_id: int, timeout: float | None = None, poll: float = 0.1) -> dict[str, Any]:
+        """Block until every transfer of one data file is Done, Failed or Stopped; returns :meth:`status`."""
+        t0 = time.monotonic()
+        while True:
+            st = self.status(data_file_id, history=0)
+            if st["transfers"] and all(t["status"] in ("Done", "Failed", "Stopped") for t in st["transfers"]):
+                return self.status(data_file_id)
+            if timeout is not None and time.monotonic() - t0 > timeout:
+                raise TransferError(f"DataFileId={data_file_id} not finished after {timeout:g}s: "
+                                    + ", ".join(f"{t['destination']} {t['status']}" for t in st["transfers"]))
+            time.sleep(poll)
+
+    def transfers(self, destination: str | None = None, status: str | None = None, group: str | None = None,
+                  limit: int = 100, since: int | None = None) -> list[dict[str, Any]]:
+        """Recent transfers (newest first), optionally filtered; ``since`` = only ids above it."""
+        return self.request("list", destination=destination, status=status, group=group, limit=limit,
+                            since=since)["transfers"]
+
+    def history(self, transfer_id: int) -> list[dict[str, Any]]:
+        return self.request("history", id=int(transfer_id))["history"]
+
+    # ------------------------------------------------------------------------------------------ control
+
+    def requeue(self, data_file_id: int | None = None, *, transfer: int | None = None, group: str | None = None,
+                now: bool = False) -> int:
+        """Re-queue transfers (of a data file, one transfer, or a group); releases StandBy. Returns how many."""
+        return self.request("requeue", id=data_file_id, transfer=transfer, group=group, now=now)["requeued"]
+
+    def stop(self, data_file_id: int | None = None, *, transfer: int | None = None, group: str | None = None) -> int:
+        """Stop transfers (a running one is cancelled on its mover). Returns how many."""
+        return self.request("stop", id=data_file_id, transfer=transfer, group=group)["stopped"]
+
+    def purge(self, data_file_id: int | None = None, *, destination: str | None = None, target: str | None = None,
+              version: str | None = None) -> str:
+        """Delete a data file with its transfers and stored content; returns the master's message."""
+        return self.request("purge", id=data_file_id, destination=destination, target=target,
+                            version=version)["message"]
+
+    def destinations(self) -> list[dict[str, Any]]:
+        """``[{name, url, options, enabled, counts: {status: n}}]``."""
+        return self.request("destinations")["destinations"]
+
+    def add_destination(self, name: str, url: str, *, replace: bool = False, **options: Any) -> dict[str, Any]:
+        """Add (or with ``replace`` change) a destination, e.g. ``add_destination("arch", "file:///data/arch",
+        max_connections=2, retry_count=5, retry_frequency="30s", rate="10M")``."""
+        return self.request("destination_add", name=name, url=url, options=options, replace=replace)
+
+    def remove_destination(self, name: str, force: bool = False) -> str:
+        return self.request("destination_remove", name=name, force=force)["message"]
+
+    def scheduler(self, action: str = "check", destination: str | None = None, streams: int | None = None,
+                  timeout: str | float | None = None) -> dict[str, Any]:
+        """Pause (``stop``) / resume (``start``) retrievals or one destination; ``check`` reports."""
+        return self.request("scheduler", action=action, destination=destination, streams=streams,
+                            timeout=_seconds(timeout))
+
+    def add_user(self, name: str, password: str, destinations: list[str] | None = None,
+                 admin: bool = False) -> str:
+        """Add a data user (password stored as PBKDF2); once a user exists, every request must authenticate."""
+        return self.request("user_add", name=name, password=password, destinations=destinations or ["*"],
+                            admin=admin)["message"]
+
+
+def _target_for(target: str | None, path: Path | None) -> str:
+    if target is None:
+        if path is None:
+            raise TransferError("-target is required")
+        return path.name
+    if target.endswith("/"):
+        if path is None:
+            raise TransferError("-target ending with / needs a -source file name to append")
+        return target + path.name
+    return target
+
+
+def _spool(stream: BinaryIO) -> tuple[BinaryIO, int]:
+    """Copy a non-seekable stream (stdin) to a temporary file so its size is known before the push."""
+    tmp = tempfile.TemporaryFile(prefix="ecpds-")
+    shutil.copyfileobj(stream, tmp, CHUNK)
+    size = tmp.tell()
+    tmp.seek(0)
+    return tmp, size

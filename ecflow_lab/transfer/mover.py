@@ -1,0 +1,509 @@
+"""A data mover: receives pushed content, retrieves sources, keeps them in the data store, delivers them.
+
+Sockets (all owned by the loop thread):
+
+* a DEALER to the master (identity = mover name): heartbeats listing running jobs, job results, progress;
+  the master sends ``fetch`` / ``deliver`` / ``cancel`` jobs and ``stored_ack``;
+* a ROUTER that clients stream sync pushes to: ``{"op": "begin", ...}``, then ``[b"D", bytes]`` frames,
+  then ``{"op": "end", "checksum": ...}``. Content is written to a temporary store file and checksummed while
+  it arrives (hashing on a helper thread, so disk writes and hashing overlap); the mover tells the master,
+  and answers the client only once the master has committed the data file;
+* an inproc PULL where the worker threads (retrievals and deliveries) report.
+
+Deliveries reuse connections to a destination (SFTP sessions are expensive) from a small pool.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+import urllib.parse
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from . import wire
+from .destinations import Cancelled, Connection, Destination, deliver, make_destination
+from .master import upload_token
+from .wire import CHUNK, Checksum, TransferError, decode, encode
+
+log = logging.getLogger("ecflow_lab.transfer.mover")
+
+
+@dataclass
+class Upload:
+    dfid: int
+    size: int
+    store_path: str
+    tmp: Path
+    fd: int
+    hasher: Checksum
+    hash_pool: ThreadPoolExecutor
+    received: int = 0
+    last: float = field(default_factory=time.monotonic)
+    pending: Future | None = None
+    error: str | None = None
+    finished: bool = False
+
+
+class _Pool:
+    """Idle connections per destination, reused across deliveries and closed after ``idle`` seconds."""
+
+    def __init__(self, idle: float = 30.0) -> None:
+        self.idle = idle
+        self._lock = threading.Lock()
+        self._free: dict[str, list[tuple[Connection, float]]] = {}
+
+    def acquire(self, dest: Destination) -> Connection:
+        with self._lock:
+            free = self._free.get(dest.url, [])
+            while free:
+                conn, _ = free.pop()
+                if conn.alive():
+                    return conn
+                conn.close()
+        return dest.connect()
+
+    def release(self, dest: Destination, conn: Connection) -> None:
+        with self._lock:
+            self._free.setdefault(dest.url, []).append((conn, time.monotonic()))
+
+    def sweep(self, everything: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key, free in self._free.items():
+                keep = []
+                for conn, t in free:
+                    if everything or now - t > self.idle:
+                        try:
+                            conn.close()
+                        except Exception:
+                            pass
+                    else:
+                        keep.append((conn, t))
+                self._free[key] = keep
+
+
+class Mover:
+    """One data mover. ``run()`` serves in the calling thread until :meth:`stop`."""
+
+    def __init__(self, master: str, secret: bytes, store: str | Path, *, name: str | None = None,
+                 host: str = "127.0.0.1", threads: int = 8, heartbeat: float = 0.5,
+                 upload_timeout: float = 120.0, fsync: bool = False) -> None:
+        self.master = master
+        self.secret = secret
+        self.store = Path(store).resolve()
+        self.store.mkdir(parents=True, exist_ok=True)
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.host = host
+        self.threads = threads
+        self.heartbeat = heartbeat
+        self.upload_timeout = upload_timeout
+        self.fsync = fsync
+        self.data_addr = ""
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._active: dict[tuple[str, int], tuple[int, threading.Event]] = {}
+        self._uploads: dict[bytes, Upload] = {}
+        self._waiting_ack: dict[str, bytes] = {}
+        self._uploads_done: dict[str, str] = {}
+        self._results: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._pool = _Pool()
+        self._dests: dict[str, Destination] = {}
+        self._wake_addr = f"inproc://mover-wake-{uuid.uuid4().hex}"
+        self._wake_lock = threading.Lock()
+        self._wake_sock: zmq.Socket | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------------------------------------------------ loop
+
+    def run(self) -> None:
+        ctx = zmq.Context.instance()
+        ctl = ctx.socket(zmq.DEALER)
+        ctl.setsockopt(zmq.IDENTITY, self.name.encode())
+        ctl.setsockopt(zmq.LINGER, 0)
+        ctl.setsockopt(zmq.RECONNECT_IVL, 100)
+        ctl.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        ctl.connect(self.master)
+        data = ctx.socket(zmq.ROUTER)
+        data.setsockopt(zmq.LINGER, 0)
+        data.setsockopt(zmq.RCVHWM, 8)
+        data.setsockopt(zmq.RCVBUF, 4 << 20)
+        port = data.bind_to_random_port(f"tcp://{self.host}")
+        self.data_addr = f"tcp://{self.host}:{port}"
+        wake = ctx.socket(zmq.PULL)
+        wake.bind(self._wake_addr)
+        self._wake_sock = ctx.socket(zmq.PUSH)
+        self._wake_sock.connect(self._wake_addr)
+        workers = ThreadPoolExecutor(self.threads, thread_name_prefix=f"mover-{self.name}")
+        poller = zmq.Poller()
+        for s in (ctl, data, wake):
+            poller.register(s, zmq.POLLIN)
+        outbox: list[dict[str, Any]] = []
+        last_hb = 0.0
+        last_sweep = time.monotonic()
+        self.ready.set()
+        log.info("mover %s: data on %s, master %s", self.name, self.data_addr, self.master)
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now - last_hb >= self.heartbeat:
+                    last_hb = now
+                    self._send_master(ctl, self._hb(), drop=True)
+                events = dict(poller.poll(max(1, int(1000 * (self.heartbeat - (time.monotonic() - last_hb))))))
+                if data in events:
+                    for _ in range(64):
+                        try:
+                            frames = data.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        self._on_data(data, ctl, frames)
+                if ctl in events:
+                    while True:
+                        try:
+                            frames = ctl.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._on_master(ctl, data, workers, frames)
+                if wake in events:
+                    while True:
+                        try:
+                            wake.recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                while True:
+                    try:
+                        res = self._results.get_nowait()
+                    except queue.Empty:
+                        break
+                    if res["op"] != "progress":
+                        self._active.pop((res["kind"], res["id"]), None)
+                    outbox.append(res)
+                while outbox and self._send_master(ctl, outbox[0]):
+                    outbox.pop(0)
+                if time.monotonic() - last_sweep > 5:
+                    last_sweep = time.monotonic()
+                    self._pool.sweep()
+                    self._expire_uploads(ctl)
+        finally:
+            for _, ev in self._active.values():
+                ev.set()
+            workers.shutdown(wait=True, cancel_futures=True)
+            for up in list(self._uploads.values()):
+                self._abort_upload(up)
+            self._pool.sweep(everything=True)
+            for s in (ctl, data, wake, self._wake_sock):
+                s.close(0)
+
+    def _hb(self) -> dict[str, Any]:
+        return {"op": "hb", "name": self.name, "data_addr": self.data_addr, "store": str(self.store),
+                "host": socket.gethostname(), "capacity": self.threads,
+                "active": [[k, i, a] for (k, i), (a, _) in list(self._active.items())]}
+
+    def _send_master(self, ctl: zmq.Socket, msg: dict[str, Any], drop: bool = False) -> bool:
+        msg = dict(msg, key=self.secret.hex(), name=self.name)
+        try:
+            ctl.send(encode(msg), zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            return drop
+
+    def _report(self, msg: dict[str, Any]) -> None:
+        """Called from worker threads: queue a result and wake the loop."""
+        self._results.put(msg)
+        with self._wake_lock:
+            if self._wake_sock is not None and not self._wake_sock.closed:
+                self._wake_sock.send(b"", zmq.NOBLOCK)
+
+    # ------------------------------------------------------------------------------------------ jobs
+
+    def _on_master(self, ctl: zmq.Socket, data: zmq.Socket, workers: ThreadPoolExecutor,
+                   frames: list[bytes]) -> None:
+        try:
+            msg = decode(frames[0])
+        except wire.ProtocolError as exc:
+            log.error("bad message from master: %s", exc)
+            return
+        op = msg.get("op")
+        if op in ("fetch", "deliver"):
+            kind = "f" if op == "fetch" else "t"
+            key = (kind, int(msg["id"]))
+            old = self._active.get(key)
+            if old:
+                old[1].set()
+            ev = threading.Event()
+            self._active[key] = (int(msg["attempt"]), ev)
+            workers.submit(self._do_fetch if op == "fetch" else self._do_deliver, msg, ev)
+        elif op == "cancel":
+            key = (str(msg["kind"]), int(msg["id"]))
+            cur = self._active.get(key)
+            if cur and cur[0] == msg.get("attempt"):
+                cur[1].set()
+                del self._active[key]
+        elif op == "stored_ack":
+            ident = self._waiting_ack.pop(str(msg.get("upload")), None)
+            if ident is not None:
+                if msg.get("ok"):
+                    reply = {"ok": True, "id": msg["id"], "message": msg.get("message")}
+                else:
+                    reply = {"ok": False, "error": msg.get("error")}
+                    self._remove_store_file(str(self._uploads_done.pop(str(msg.get("upload")), "")))
+                data.send_multipart([ident, encode(reply)])
+            self._uploads_done.pop(str(msg.get("upload")), None)
+        elif not msg.get("ok", True):
+            log.error("master refused: %s", msg.get("error"))
+
+    def _remove_store_file(self, rel: str) -> None:
+        if rel:
+            try:
+                (self.store / rel).unlink()
+            except OSError:
+                pass
+
+    def _progress_cb(self, kind: str, msg: dict[str, Any]):
+        def cb(n: int) -> None:
+            self._report({"op": "progress", "kind": kind, "id": msg["id"], "attempt": msg["attempt"], "bytes": n})
+        return cb
+
+    def _do_fetch(self, msg: dict[str, Any], cancel: threading.Event) -> None:
+        """Retrieve a -groupby source into the store (checksummed), then report."""
+        base = {"kind": "f", "id": msg["id"], "attempt": msg["attempt"]}
+        t0 = time.monotonic()
+        rel = str(msg["store_path"])
+        final = self.store / rel
+        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            hasher = Checksum(msg.get("checksum") or "sha256")
+            progress = self._progress_cb("f", msg)
+            n, last = 0, time.monotonic()
+            with self._open_source(msg) as src, open(tmp, "wb") as out:
+                while True:
+                    if cancel.is_set():
+                        raise Cancelled()
+                    buf = src.read(CHUNK)
+                    if not buf:
+                        break
+                    out.write(buf)
+                    hasher.update(buf)
+                    n += len(buf)
+                    if time.monotonic() - last > 0.25:
+                        last = time.monotonic()
+                        progress(n)
+            if msg.get("size") is not None and n != int(msg["size"]):
+                raise TransferError(f"source {msg['source']} has {n} bytes, {msg['size']} were registered")
+            os.replace(tmp, final)
+            self._report({**base, "op": "fetched", "size": n, "checksum": hasher.hexdigest(), "store_path": rel,
+                          "store_root": str(self.store), "seconds": time.monotonic() - t0})
+        except Cancelled:
+            tmp.unlink(missing_ok=True)
+            self._report({**base, "op": "cancelled"})
+        except Exception as exc:
+            tmp.unlink(missing_ok=True)
+            self._report({**base, "op": "fetch_failed", "error": _err(exc)})
+
+    def _open_source(self, msg: dict[str, Any]):
+        src = str(msg["source"])
+        if src.startswith("sftp://"):
+            u = urllib.parse.urlsplit(src)
+            dest = self._dest({"name": f"source-{u.netloc}", "url": urllib.parse.urlunsplit(u._replace(path="/")),
+                               "options": {}})
+            conn = dest.connect()
+            f = conn.open_read(urllib.parse.unquote(u.path))
+            return _ClosingBoth(f, conn)
+        return open(src, "rb")
+
+    def _dest(self, d: dict[str, Any]) -> Destination:
+        key = f"{d['name']}|{d['url']}|{sorted((d.get('options') or {}).items())!r}"
+        dest = self._dests.get(key)
+        if dest is None:
+            dest = self._dests[key] = make_destination(d["name"], d["url"], d.get("options") or {})
+        return dest
+
+    def _do_deliver(self, msg: dict[str, Any], cancel: threading.Event) -> None:
+        """Copy a stored file to its destination (temporary name, checksum, rename), then report."""
+        base = {"kind": "t", "id": msg["id"], "attempt": msg["attempt"]}
+        t0 = time.monotonic()
+        try:
+            dest = self._dest(msg["destination"])
+            root = msg.get("store_root")
+            path = Path(root) / msg["store_path"] if root else Path(msg["store_path"])
+            conn = self._pool.acquire(dest)
+            ok = False
+            try:
+                with open(path, "rb") as src:
+                    final, got = deliver(conn, dest, src, msg["target"], msg.get("size"), msg.get("checksum"),
+                                         tag=f"{msg['id']}-{msg['attempt']}",
+                                         progress=self._progress_cb("t", msg), cancelled=cancel.is_set)
+                ok = True
+            finally:
+                if ok:
+                    self._pool.release(dest, conn)
+                else:
+                    try:
+                        conn.close()
+                    except Exception:
+                        pass
+            self._report({**base, "op": "delivered", "path": final, "checksum": got,
+                          "bytes": int(msg.get("size") or 0) if msg.get("size") is not None else os.path.getsize(path),
+                          "seconds": time.monotonic() - t0})
+        except Cancelled:
+            self._report({**base, "op": "cancelled"})
+        except Exception as exc:
+            self._report({**base, "op": "deliver_failed", "error": _err(exc)})
+
+    # ------------------------------------------------------------------------------------------ uploads
+
+    def _on_data(self, data: zmq.Socket, ctl: zmq.Socket, frames: list[zmq.Frame]) -> None:
+        ident = frames[0].bytes
+        if len(frames) == 3 and frames[1].bytes == b"D":
+            up = self._uploads.get(ident)
+            if up is None or up.error:
+                return
+            buf = frames[2].buffer
+            try:
+                _write_all(up.fd, buf)
+            except OSError as exc:
+                up.error = f"store write failed: {exc}"
+                return
+            if up.pending is not None:
+                up.pending.result()
+            up.pending = up.hash_pool.submit(up.hasher.update, buf)
+            up.received += len(buf)
+            up.last = time.monotonic()
+            return
+        try:
+            msg = decode(frames[1].bytes)
+        except (wire.ProtocolError, IndexError) as exc:
+            data.send_multipart([ident, encode({"ok": False, "error": str(exc)})])
+            return
+        op = msg.get("op")
+        if op == "begin":
+            self._begin_upload(data, ident, msg)
+        elif op == "end":
+            self._end_upload(data, ctl, ident, msg)
+        elif op == "ping":
+            data.send_multipart([ident, encode({"ok": True, "name": self.name})])
+        else:
+            data.send_multipart([ident, encode({"ok": False, "error": f"unknown op {op!r}"})])
+
+    def _begin_upload(self, data: zmq.Socket, ident: bytes, msg: dict[str, Any]) -> None:
+        old = self._uploads.pop(ident, None)
+        if old:
+            self._abort_upload(old)
+        try:
+            dfid, size, rel = int(msg["id"]), int(msg["size"]), str(msg["store_path"])
+            expect = upload_token(self.secret, dfid, size, rel)
+            if not hmac.compare_digest(expect, str(msg.get("token"))):
+                raise TransferError("upload refused: bad token (this mover does not belong to that master)")
+            final = self.store / rel
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.part")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            self._uploads[ident] = Upload(dfid, size, rel, tmp, fd, Checksum(msg.get("algo") or "sha256"),
+                                          ThreadPoolExecutor(1, thread_name_prefix="hash"))
+        except (TransferError, KeyError, ValueError, OSError) as exc:
+            data.send_multipart([ident, encode({"ok": False, "error": _err(exc)})])
+
+    def _abort_upload(self, up: Upload) -> None:
+        if up.pending is not None:
+            try:
+                up.pending.result()
+            except Exception:
+                pass
+        up.hash_pool.shutdown(wait=True)
+        try:
+            os.close(up.fd)
+        except OSError:
+            pass
+        up.tmp.unlink(missing_ok=True)
+
+    def _end_upload(self, data: zmq.Socket, ctl: zmq.Socket, ident: bytes, msg: dict[str, Any]) -> None:
+        up = self._uploads.pop(ident, None)
+        if up is None:
+            data.send_multipart([ident, encode({"ok": False, "error": "no upload in progress"})])
+            return
+        try:
+            if up.pending is not None:
+                up.pending.result()
+            up.hash_pool.shutdown(wait=True)
+            if up.error:
+                raise TransferError(up.error)
+            if up.received != up.size:
+                raise TransferError(f"received {up.received} bytes, {up.size} announced")
+            got = up.hasher.hexdigest()
+            if msg.get("checksum") and msg["checksum"] != got:
+                raise TransferError(f"checksum mismatch: client sent {msg['checksum']}, mover computed {got}")
+            if self.fsync:
+                os.fsync(up.fd)
+            os.close(up.fd)
+            up.fd = -1
+            os.replace(up.tmp, self.store / up.store_path)
+        except Exception as exc:
+            self._abort_upload(up)
+            data.send_multipart([ident, encode({"ok": False, "error": _err(exc)})])
+            self._send_master(ctl, {"op": "upload_failed", "id": up.dfid, "error": _err(exc)})
+            return
+        key = uuid.uuid4().hex
+        self._waiting_ack[key] = ident
+        self._uploads_done[key] = up.store_path
+        self._send_master(ctl, {"op": "stored", "id": up.dfid, "size": up.received, "checksum": got,
+                                "store_path": up.store_path, "store_root": str(self.store), "upload": key})
+
+    def _expire_uploads(self, ctl: zmq.Socket) -> None:
+        now = time.monotonic()
+        for ident, up in list(self._uploads.items()):
+            if now - up.last > self.upload_timeout:
+                del self._uploads[ident]
+                self._abort_upload(up)
+                self._send_master(ctl, {"op": "upload_failed", "id": up.dfid,
+                                        "error": f"client sent nothing for {self.upload_timeout:g}s"})
+
+
+class _ClosingBoth:
+    def __init__(self, f: Any, conn: Connection) -> None:
+        self.f, self.conn = f, conn
+
+    def __enter__(self) -> Any:
+        return self.f
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.f.close()
+        finally:
+            self.conn.close()
+
+
+def _write_all(fd: int, buf: memoryview) -> None:
+    view = memoryview(buf)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _err(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, TransferError) else f"{type(exc).__name__}: {exc}"
+
+
+def serve(master: str, secret: bytes, store: str | Path, **kwargs: Any) -> None:
+    """Run a mover in the foreground until SIGTERM/SIGINT."""
+    mover = Mover(master, secret, store, **kwargs)
+
+    def _term(signum: int, frame: Any) -> None:
+        mover.stop()
+
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, _term)
+    mover.run()
