@@ -135,13 +135,14 @@ class TransferClient:
              metadata: dict[str, Any] | None = None, version: str | None = None, identity: str | None = None,
              standby: bool = False, asap: bool = False, requeue: bool = False, force: bool = False,
              remove: bool = False, noretrieval: bool = False, caller: str | None = None,
-             progress: Callable[[int, int], None] | None = None) -> int:
+             progress: Callable[[int, int], None] | None = None, verify: bool = False) -> int:
         """Submit one file and return its Data File ID.
 
         Without ``groupby`` the content is streamed now to a data mover (sync push) and the ID is returned once
         it is stored and committed. With ``groupby`` only the metadata is registered and a mover retrieves
         ``source`` (a path on this host) later. ``source`` may also be bytes or a binary file object (then
-        ``target`` is required). ``remove`` deletes the source after a successful sync push.
+        ``target`` is required). ``remove`` deletes the source after a successful sync push. ``verify`` also
+        checksums the source here, so the mover proves it stored exactly those bytes (costs one more pass).
         """
         if requeue and force:
             raise TransferError("-force and -requeue cannot be used together")
@@ -178,7 +179,7 @@ class TransferClient:
         try:
             reply = self.request("put", files=[{"target": target, "size": size, "source": str(path or "-")}],
                                  **opts)
-            result = self._stream(reply, stream, size, progress)
+            result = self._stream(reply, stream, size, progress, verify)
         finally:
             stream.close()
         self.last_message = result.get("message", "")
@@ -187,23 +188,38 @@ class TransferClient:
         return int(result["id"])
 
     def _stream(self, reply: dict[str, Any], stream: BinaryIO, size: int,
-                progress: Callable[[int, int], None] | None) -> dict[str, Any]:
-        """Stream content to the mover the master chose: big zero-copy frames, hashed on a helper thread."""
+                progress: Callable[[int, int], None] | None, verify: bool) -> dict[str, Any]:
+        """Stream content to the mover the master chose in big zero-copy frames.
+
+        The mover checksums what it stores (that checksum is verified again at every delivery); with
+        ``verify`` the client also checksums the source on a helper thread and the mover compares.
+        """
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 4)
         sock.setsockopt(zmq.SNDBUF, 4 << 20)
-        sock.connect(reply["mover"])
-        hasher = Checksum(reply.get("checksum") or "sha256")
+        ipc = reply.get("mover_ipc") or ""
+        if ipc and reply.get("mover_host") == socket.gethostname() and os.path.exists(ipc[len("ipc://"):]):
+            sock.connect(ipc)  # same host: a Unix socket costs far less CPU than loopback TCP
+        else:
+            sock.connect(reply["mover"])
+        hasher = Checksum(reply.get("checksum") or "sha256") if verify else None
         pool = ThreadPoolExecutor(1, thread_name_prefix="ecpds-hash")
         try:
             sock.send(encode({"op": "begin", "id": reply["id"], "size": size, "token": reply["token"],
-                              "store_path": reply["store_path"], "algo": hasher.algo}))
+                              "store_path": reply["store_path"], "algo": reply.get("checksum") or "sha256"}))
             sent, pending = 0, None
             readinto = getattr(stream, "readinto", None)
+            # a ring of reused buffers: zmq sends them without copying; a tracker says when one is free again
+            ring: list[tuple[bytearray, Any]] = []
+            slot = 0
             while True:
                 if readinto is not None:
-                    buf = bytearray(min(CHUNK, max(size - sent, 1)))
+                    if len(ring) < 8 and slot == len(ring):
+                        ring.append((bytearray(min(CHUNK, max(size, 1))), None))
+                    buf, tracker = ring[slot]
+                    if tracker is not None:
+                        tracker.wait()
                     n = readinto(buf)
                     data = memoryview(buf)[:n] if n else b""
                 else:
@@ -211,10 +227,14 @@ class TransferClient:
                     n = len(data)
                 if not n:
                     break
-                if pending is not None:
-                    pending.result()
-                pending = pool.submit(hasher.update, data)
-                sock.send_multipart([b"D", data], copy=False)
+                if hasher is not None:
+                    if pending is not None:
+                        pending.result()
+                    pending = pool.submit(hasher.update, data)
+                tracker = sock.send_multipart([b"D", data], copy=False, track=readinto is not None)
+                if readinto is not None:
+                    ring[slot] = (buf, tracker)
+                    slot = (slot + 1) % 8
                 sent += n
                 if progress:
                     progress(sent, size)
@@ -225,7 +245,7 @@ class TransferClient:
                 pending.result()
             if sent != size:
                 raise TransferError(f"source changed while sending: read {sent} bytes, expected {size}")
-            sock.send(encode({"op": "end", "checksum": hasher.hexdigest()}))
+            sock.send(encode({"op": "end", "checksum": hasher.hexdigest() if hasher else None}))
             if not sock.poll(int(max(self.timeout, 60) * 1000)):
                 raise TransferError(f"no acknowledgement from data mover {reply.get('mover_name')} "
                                     f"(DataFileId={reply['id']} not confirmed)")

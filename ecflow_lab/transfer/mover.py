@@ -21,6 +21,7 @@ import os
 import queue
 import signal
 import socket
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -111,6 +112,7 @@ class Mover:
         self.upload_timeout = upload_timeout
         self.fsync = fsync
         self.data_addr = ""
+        self.data_ipc = ""
         self.ready = threading.Event()
         self._stop = threading.Event()
         self._active: dict[tuple[str, int], tuple[int, threading.Event]] = {}
@@ -143,6 +145,11 @@ class Mover:
         data.setsockopt(zmq.RCVBUF, 4 << 20)
         port = data.bind_to_random_port(f"tcp://{self.host}")
         self.data_addr = f"tcp://{self.host}:{port}"
+        self.data_ipc = ""
+        if hasattr(socket, "AF_UNIX"):  # same-host clients push over a Unix socket: ~1.5x less CPU than TCP
+            path = Path(tempfile.gettempdir()) / f"ecpds-mover-{uuid.uuid4().hex[:12]}.sock"
+            data.bind(f"ipc://{path}")
+            self.data_ipc = f"ipc://{path}"
         wake = ctx.socket(zmq.PULL)
         wake.bind(self._wake_addr)
         self._wake_sock = ctx.socket(zmq.PUSH)
@@ -206,9 +213,12 @@ class Mover:
             self._pool.sweep(everything=True)
             for s in (ctl, data, wake, self._wake_sock):
                 s.close(0)
+            if self.data_ipc:
+                Path(self.data_ipc[len("ipc://"):]).unlink(missing_ok=True)
 
     def _hb(self) -> dict[str, Any]:
-        return {"op": "hb", "name": self.name, "data_addr": self.data_addr, "store": str(self.store),
+        return {"op": "hb", "name": self.name, "data_addr": self.data_addr, "data_ipc": self.data_ipc,
+                "store": str(self.store),
                 "host": socket.gethostname(), "capacity": self.threads,
                 "active": [[k, i, a] for (k, i), (a, _) in list(self._active.items())]}
 
@@ -411,7 +421,12 @@ class Mover:
             final = self.store / rel
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.part")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            st = os.statvfs(self.store)
+            if size > st.f_bavail * st.f_frsize:
+                os.close(fd)
+                tmp.unlink(missing_ok=True)
+                raise TransferError(f"data store {self.store} has no room for {size} bytes")
             self._uploads[ident] = Upload(dfid, size, rel, tmp, fd, Checksum(msg.get("algo") or "sha256"),
                                           ThreadPoolExecutor(1, thread_name_prefix="hash"))
         except (TransferError, KeyError, ValueError, OSError) as exc:
