@@ -100,7 +100,9 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
             opts[name] = value
             i += 2
         else:
-            close = difflib.get_close_matches(name, sorted(VALUE_FLAGS | BOOL_FLAGS), n=1)
+            known = sorted(VALUE_FLAGS | BOOL_FLAGS)
+            close = [k for k in known if name and k.startswith(name)][:1] or \
+                difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean -{close[0]}?)" if close else ""
             raise UsageError(f"illegal option {arg}{hint}")
     if opts.get("force") and opts.get("requeue"):
