@@ -18,7 +18,8 @@ from ecflow_lab.transfer.service import free_port
 @pytest.fixture
 def service(tmp_path: Path):
     """Master + 2 movers as subprocesses (fast heartbeats so fault tests are quick)."""
-    svc = TransferService(tmp_path / "home", movers=2, mover_timeout=1.5, heartbeat=0.2)
+    svc = TransferService(tmp_path / "home", movers=2, mover_timeout=1.5, heartbeat=0.2,
+                          master_args=["--fetch-retry-delay", "0.3"])
     with svc:
         yield svc
 
