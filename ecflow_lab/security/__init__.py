@@ -1,5 +1,6 @@
 """The security layer shared by the suite server, the DAG executor and the transfer master.
 
+- :mod:`.access`: a suite server's user checks (password, then white list) in one object.
 - :mod:`.whitelist`: ecFlow's white list (``ecf.lists``): who may read or change which suites.
 - :mod:`.passwd`: ecFlow's password files (``ecf.passwd``, ``ecf.custom_passwd``) and salted hashes.
 - :mod:`.keys`: CurveZMQ keypairs in a private per-user directory (``ecflow-lab keys``).
@@ -9,6 +10,7 @@
 
 from __future__ import annotations
 
+from .access import ServerAccess, is_write_request, request_paths
 from .curve import (
     ClientCurve,
     CurveServer,
@@ -52,6 +54,7 @@ __all__ = [
     "KeyPair",
     "PasswdFile",
     "SecretGate",
+    "ServerAccess",
     "SecurityFileError",
     "Session",
     "WhiteList",
@@ -67,12 +70,14 @@ __all__ = [
     "generate_password",
     "hash_password",
     "is_private",
+    "is_write_request",
     "keys_dir",
     "load_keypair",
     "load_public",
     "new_secret",
     "passwd_path",
     "peer_user",
+    "request_paths",
     "secure_client_socket",
     "secure_server_socket",
     "server_handshake",
