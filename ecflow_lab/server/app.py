@@ -119,7 +119,7 @@ class SuiteServer:
 
     def start(self) -> SuiteServer:
         """Bind the sockets, restore the checkpoint, start the threads; returns self."""
-        from ecflow_lab.server.scheduler import Engine
+        from ecflow_lab.server.engine import Engine
 
         router = self._ctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 0)
@@ -165,6 +165,7 @@ class SuiteServer:
         self.saver = CheckpointSaver(self.file("ecf.check"), on_error=self._checkpoint_error)
         if self._want_http is not None:
             self._start_http()
+            self.engine.set_http_port(self.http_port)
         self._thread = threading.Thread(target=self._owner, args=(router, pub), name="ecflow-lab-server",
                                         daemon=True)
         self._thread.start()
@@ -188,8 +189,11 @@ class SuiteServer:
         self._stopping.set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the server stopped (terminate request or close)."""
-        return self._stopped.wait(timeout)
+        """Block until the owner thread stopped (terminate request or close); True if it did."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def close(self) -> None:
         """Stop every thread, write a final checkpoint (unless mode NEVER), close files and sockets."""

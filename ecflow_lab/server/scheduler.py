@@ -1,0 +1,917 @@
+"""The scheduler: one object owning the definition, its traversal, jobs, child and user commands.
+
+:class:`Scheduler` is socket-free so the simulator (issue 4) and tests can drive it directly with a fake clock:
+``Scheduler(defs, clock=FakeClock(...))``, ``sch.begin("s")``, ``sch.traverse()``, ``sch.child(...)``.
+:class:`Engine` adds what a server process needs on top: the request dispatch table, checkpoints, client
+handles and the delta feed. Only the server's owner thread calls either.
+
+Semantics follow ecFlow (``reference/ecflow.md`` section 2): complete expression before trigger, limits and
+inlimits, defstatus, suspend/resume, status propagation with ecFlow's priority, repeats incremented when a
+container completes, ECF_TRIES retries, job passwords and zombies.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import random
+import string
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ecflow_lab.defs.state import NState, computed_state
+from ecflow_lab.server import calendar as cal
+from ecflow_lab.server import model as M
+from ecflow_lab.server.jobs import (
+    JobProcesses,
+    PreprocessError,
+    locate_script,
+    preprocess,
+    substitute,
+    write_job,
+)
+
+Q, C, A, S, R, U = NState.queued, NState.complete, NState.aborted, NState.submitted, NState.active, NState.unknown
+
+SERVER_DEFAULTS = {
+    "ECF_JOB_CMD": "%ECF_JOB% 1> %ECF_JOBOUT% 2>&1",
+    "ECF_KILL_CMD": "kill -15 %ECF_RID%",
+    "ECF_STATUS_CMD": "ps --pid %ECF_RID% -f > %ECF_JOB%.stat 2>&1",
+    "ECF_TRIES": "2",
+    "ECF_INTERVAL": "60",
+    "ECF_CHECKINTERVAL": "120",
+    "ECF_CHECKMODE": "CHECK_ON_TIME",
+    "ECF_MICRO": "%",
+    "ECF_EXTN": ".ecf",
+    "ECF_LISTS": "ecf.lists",
+}
+
+# flags that stop an aborted task from being retried automatically (Task::resolveDependencies)
+NO_RETRY_FLAGS = frozenset({"force_aborted", "killed", "edit_failed", "no_script", "ecfcmd_failed"})
+DEFAULT_ZOMBIE_ACTION = {"init": "block", "complete": "block", "abort": "block", "wait": "block",
+                         "event": "fob", "meter": "fob", "label": "fob", "queue": "fob"}
+ZOMBIE_LIFETIME = {"user": 300, "ecf": 3600, "ecf_pid": 3600, "ecf_passwd": 3600, "ecf_pid_passwd": 3600,
+                   "path": 900}
+
+
+def _password() -> str:
+    return "".join(random.choices(string.ascii_letters + string.digits, k=8))
+
+
+class Zombie:
+    """A child command from a job the server does not recognise as the task's current job."""
+
+    __slots__ = ("path", "kind", "passwd", "pid", "tryno", "last_cmd", "calls", "created", "action", "reason")
+
+    def __init__(self, path: str, kind: str, passwd: str, pid: str, tryno: int, cmd: str, reason: str) -> None:
+        self.path, self.kind, self.passwd, self.pid, self.tryno = path, kind, passwd, pid, tryno
+        self.last_cmd, self.calls, self.created, self.action, self.reason = cmd, 0, time.time(), "", reason
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "type": self.kind, "password": self.passwd, "pid": self.pid,
+                "tryno": self.tryno, "last_child_cmd": self.last_cmd, "calls": self.calls,
+                "action": self.action or "", "reason": self.reason,
+                "duration": int(time.time() - self.created)}
+
+
+class Scheduler:
+    """The definition plus everything that changes it; socket-free and clock-injectable."""
+
+    def __init__(self, defs: Any = None, clock: Callable[[], float] | None = None, home: str = ".",
+                 log: Any = None, server_vars: dict[str, str] | None = None) -> None:
+        self.defs = defs if defs is not None else M.new_defs()
+        self.clock = clock or time.time
+        self.home = str(home)
+        self.log = log
+        self.server_state = "RUNNING"
+        self.server_vars: dict[str, str] = dict(SERVER_DEFAULTS)
+        self.server_vars["ECF_HOME"] = self.home
+        self.server_vars.update(server_vars or {})
+        self.jobs = JobProcesses()
+        self.zombies: dict[tuple[str, str, str], Zombie] = {}
+        self.need_traversal = False
+        self.dirty_since_checkpoint = False
+        self._calendars: dict[str, cal.SuiteCalendar] = {}
+        self._last_day: _dt.date | None = None
+        self._requeued_at: dict[str, _dt.datetime] = {}
+        # change tracking for deltas
+        self._chg: dict[str, dict[str, Any]] = {}
+        self._added: list[str] = []
+        self._removed: list[str] = []
+        self._sstate_changed = False
+        self._text_cache: str | None = None
+        self.submitted_jobs = 0
+        self.child_cmds = 0
+        self.user_cmds = 0
+        self.job_env: dict[str, str] = {}
+        M.set_server_state(self.defs, self.server_state)
+
+    # ================================================================== change tracking
+    def _touch(self, node: Any, key: str | None = None, value: Any = None) -> None:
+        self._text_cache = None
+        self.dirty_since_checkpoint = True
+        rec = self._chg.setdefault(M.path(node), {})
+        if key is not None:
+            if key in ("events", "meters", "labels", "variables"):
+                rec.setdefault(key, {}).update(value)
+            else:
+                rec[key] = value
+
+    def _structure_changed(self, added: list[str] = (), removed: list[str] = ()) -> None:
+        self._text_cache = None
+        self.dirty_since_checkpoint = True
+        self._added.extend(added)
+        self._removed.extend(removed)
+        self.need_traversal = True
+
+    def take_delta(self) -> dict[str, Any] | None:
+        """The pinned delta message of everything changed since the last call (without v/seq), or None."""
+        if not (self._chg or self._added or self._removed or self._sstate_changed):
+            return None
+        msg: dict[str, Any] = {"changes": [dict(rec, path=p) for p, rec in self._chg.items()],
+                               "added": self._added, "removed": self._removed}
+        if self._sstate_changed:
+            msg["server_state"] = self.server_state
+        self._chg, self._added, self._removed, self._sstate_changed = {}, [], [], False
+        return msg
+
+    def set_server_state(self, state: str) -> None:
+        state = state.upper()
+        if state not in ("RUNNING", "SHUTDOWN", "HALTED"):
+            raise RuntimeError(f"server state must be RUNNING, SHUTDOWN or HALTED, got {state!r}")
+        if state != self.server_state:
+            self.server_state = state
+            self._sstate_changed = True
+            self._text_cache = None
+            self.dirty_since_checkpoint = True
+            M.set_server_state(self.defs, state)
+        if state == "RUNNING":
+            self.need_traversal = True
+
+    # ================================================================== logging
+    def _msg(self, text: str) -> None:
+        if self.log is not None:
+            self.log.msg(text)
+
+    def _logline(self, text: str) -> None:
+        if self.log is not None:
+            self.log.log(text)
+
+    def _err(self, text: str) -> None:
+        if self.log is not None:
+            self.log.err(text)
+
+    # ================================================================== state
+    def set_state(self, node: Any, state: NState, propagate: bool = True) -> None:
+        """Set a node's state, record the change, and recompute the ancestors' states."""
+        if M.state(node) != state:
+            M.set_state(node, state)
+            self._touch(node, "state", state.name)
+            if state == C and M.is_task(node):
+                self._on_task_complete_flags(node)
+        if propagate:
+            self._propagate(M.parent(node))
+
+    def _on_task_complete_flags(self, node: Any) -> None:
+        pass
+
+    def _propagate(self, node: Any) -> None:
+        """Recompute container states bottom-up (ecFlow's requeueOrSetMostSignificantStateUpNodeTree)."""
+        while node is not None and not M.is_defs(node):
+            kids = M.children(node)
+            new = computed_state(M.state(k) for k in kids) if kids else M.state(node)
+            if new == C and kids:
+                if self._container_complete(node):
+                    return   # requeued for a repeat / time slot: the requeue propagated already
+            if M.state(node) != new:
+                M.set_state(node, new)
+                self._touch(node, "state", new.name)
+                if new == C:
+                    self._on_complete(node)
+            node = M.parent(node)
+
+    def _container_complete(self, node: Any) -> bool:
+        """All children complete: step the repeat (requeue children) or requeue for the next time slot."""
+        rep = M.repeat(node)
+        if rep is not None and M.state(node) != C:
+            more = rep.increment()
+            if more:
+                self._touch(node, "repeat", {"name": rep.name, "value": rep.value_as_string(), "index": rep.index})
+                self._msg(f"--repeat {M.path(node)} {rep.name}={rep.value_as_string()}")
+                for k in M.children(node):
+                    self._requeue_tree(k, reset_repeats=True)
+                state = computed_state(M.state(k) for k in M.children(node))
+                if M.state(node) != state:
+                    M.set_state(node, state)
+                    self._touch(node, "state", state.name)
+                self._propagate(M.parent(node))
+                self.need_traversal = True
+                return True
+            # ran past the end: keep the last valid value visible
+            rep.index = max(0, rep.index - 1) if hasattr(rep, "index") else 0
+        if self._more_time_slots(node):
+            self._requeue_tree(node, reset_repeats=False, keep_time=True)
+            self._propagate(M.parent(node))
+            return True
+        return False
+
+    def _on_complete(self, node: Any) -> None:
+        pass
+
+    def _more_time_slots(self, node: Any) -> bool:
+        more = False
+        for attr in M.time_attrs(node):
+            if cal.advance_time(attr):
+                more = True
+        for c in M.crons(node):
+            cal.advance_time(c)
+            more = True          # a cron node is requeued after completion: it never stays complete
+            if c.next_slot >= len(c.series.slots()) if hasattr(c, "series") else False:
+                c.next_slot = 0
+        return more
+
+    def _requeue_tree(self, node: Any, reset_repeats: bool, keep_time: bool = False, user: bool = False) -> None:
+        """Requeue a node and its subtree: state queued, tries, events, meters, labels, time slots reset."""
+        now = self.suite_now(node)
+        for n in M.walk(node):
+            if M.is_task(n):
+                if M.state(n) in (S, R) and not user:
+                    pass
+                M.set_tryno(n, 0)
+                self._release_limits(n)
+            M.clear_flags(n, keep=("message",))
+            for ev in M.events(n):
+                if ev.value != ev.initial:
+                    ev.value = ev.initial
+                    self._touch(n, "events", {ev.ident: ev.value})
+            for me in M.meters(n):
+                if me.value != me.min:
+                    me.value = me.min
+                    self._touch(n, "meters", {me.name: me.value})
+            for lb in M.labels(n):
+                if lb.new_value:
+                    lb.new_value = ""
+                    self._touch(n, "labels", {lb.name: lb.value})
+            if n is not node or not keep_time:
+                for attr in M.time_attrs(n):
+                    cal.arm_time(attr, now, is_today=M.is_today(attr))
+            rep = M.repeat(n)
+            if rep is not None and n is not node and reset_repeats:
+                rep.reset()
+                self._touch(n, "repeat", {"name": rep.name, "value": rep.value_as_string(), "index": rep.index})
+            if keep_time and n is node:
+                for attr in M.time_attrs(n):
+                    attr.free = False
+            self._requeued_at[M.path(n)] = now
+            st = Q
+            if M.state(n) != st:
+                M.set_state(n, st)
+                self._touch(n, "state", st.name)
+        self.need_traversal = True
+
+    def suite_now(self, node: Any) -> _dt.datetime:
+        s = M.suite_of(node)
+        c = self._calendars.get(M.name(s)) if s is not None else None
+        if c is None:
+            return _dt.datetime.fromtimestamp(self.clock()).replace(second=0, microsecond=0)
+        return c.now()
+
+    def calendar(self, suite: Any) -> cal.SuiteCalendar:
+        c = self._calendars.get(M.name(suite))
+        if c is None:
+            c = cal.SuiteCalendar(self.clock, M.clock_attr(suite))
+            c.begin()
+            self._calendars[M.name(suite)] = c
+        return c
+
+    # ================================================================== begin / requeue
+    def begin(self, suite_names: list[str] | None = None, force: bool = False) -> None:
+        """Begin suites (all when empty): requeue everything, apply defstatus, start the calendar."""
+        suites = M.suites(self.defs)
+        if suite_names:
+            chosen = []
+            for name in suite_names:
+                s = M.find_suite(self.defs, name.lstrip("/"))
+                if s is None:
+                    raise RuntimeError(f"begin: suite {name} not found in the server definition")
+                chosen.append(s)
+        else:
+            chosen = [s for s in suites if not M.begun(s)]
+        for s in chosen:
+            if M.begun(s) and not force:
+                raise RuntimeError(f"begin: suite /{M.name(s)} has already begun; use force to begin again")
+            if not force:
+                running = [M.path(t) for t in M.walk(s) if M.is_task(t) and M.state(t) in (S, R)]
+                if running:
+                    raise RuntimeError(f"begin: suite /{M.name(s)} has submitted/active tasks "
+                                       f"({', '.join(running[:5])}); use force")
+            c = cal.SuiteCalendar(self.clock, M.clock_attr(s))
+            c.begin()
+            self._calendars[M.name(s)] = c
+            M.set_begun(s, True)
+            for n in M.walk(s):
+                rep = M.repeat(n)
+                if rep is not None:
+                    rep.reset()
+            self._requeue_tree(s, reset_repeats=True, user=True)
+            self._apply_defstatus(s)
+            self._touch(s, "begun", True)
+            self._msg(f"--begin /{M.name(s)}")
+        self.need_traversal = True
+
+    def _apply_defstatus(self, top: Any) -> None:
+        for n in M.walk(top):
+            ds = M.defstatus(n)
+            if ds is None or ds == "queued":
+                continue
+            if ds == "suspended":
+                self._set_suspended(n, True)
+            else:
+                st = NState[ds]
+                for k in M.walk(n):
+                    if M.state(k) != st and (k is n or M.is_task(k) or st == C):
+                        M.set_state(k, st)
+                        self._touch(k, "state", st.name)
+        self._recompute(top)
+
+    def _recompute(self, top: Any) -> None:
+        """Recompute every container state under ``top`` (post-order) and up to the root."""
+        def rec(n: Any) -> None:
+            kids = M.children(n)
+            if not kids:
+                return
+            for k in kids:
+                rec(k)
+            st = computed_state(M.state(k) for k in kids)
+            if M.defstatus(n) == "complete" and M.state(n) == C:
+                return
+            if M.state(n) != st:
+                M.set_state(n, st)
+                self._touch(n, "state", st.name)
+        rec(top)
+        p = M.parent(top)
+        while p is not None and not M.is_defs(p):
+            kids = M.children(p)
+            st = computed_state(M.state(k) for k in kids)
+            if M.state(p) != st:
+                M.set_state(p, st)
+                self._touch(p, "state", st.name)
+            p = M.parent(p)
+
+    def _set_suspended(self, node: Any, flag: bool) -> None:
+        if M.suspended(node) != flag:
+            M.set_suspended(node, flag)
+            self._touch(node, "suspended", flag)
+
+    # ================================================================== traversal
+    def tick(self) -> None:
+        """Called about once a second: time dependencies, zombies' lifetime, a new day."""
+        today = _dt.date.fromtimestamp(self.clock())
+        if self._last_day is not None and today != self._last_day:
+            for s in M.suites(self.defs):
+                if M.begun(s):
+                    for n in M.walk(s):
+                        for attr in M.time_attrs(n):
+                            cal.new_day(attr)
+                        for c in M.crons(n):
+                            cal.new_day(c)
+        self._last_day = today
+        # any begun suite with time dependencies needs a look
+        if self.server_state == "RUNNING" and self._has_time_deps():
+            self.need_traversal = True
+        now = time.time()
+        for key, z in list(self.zombies.items()):
+            life = ZOMBIE_LIFETIME.get(z.kind, 3600)
+            if now - z.created > life:
+                del self.zombies[key]
+
+    def _has_time_deps(self) -> bool:
+        flag = getattr(self, "_time_deps_cache", None)
+        if flag is None or self._text_cache is None:
+            flag = any(M.time_attrs(n) or M.dates(n) or M.days(n) or M.crons(n)
+                       for s in M.suites(self.defs) if M.begun(s) for n in M.walk(s))
+            self._time_deps_cache = flag
+        return flag
+
+    def traverse(self) -> int:
+        """One job-generation pass over the begun suites; returns the number of jobs submitted."""
+        self.need_traversal = False
+        if self.server_state != "RUNNING":
+            return 0
+        before = self.submitted_jobs
+        for s in list(M.suites(self.defs)):
+            if M.begun(s):
+                self._resolve(s)
+        return self.submitted_jobs - before
+
+    def _time_free(self, node: Any) -> bool:
+        has = False
+        now = None
+        for attr in M.time_attrs(node):
+            has = True
+            now = now or self.suite_now(node)
+            if cal.time_free(attr, now, self._requeued_at.get(M.path(node))):
+                break
+        else:
+            if has:
+                return False
+        for d in M.dates(node):
+            now = now or self.suite_now(node)
+            if not cal.date_free(d, now):
+                return False
+        days = M.days(node)
+        if days:
+            now = now or self.suite_now(node)
+            if not any(cal.day_free(d, now) for d in days):
+                return False
+        crons = M.crons(node)
+        if crons:
+            now = now or self.suite_now(node)
+            if not any(cal.cron_day_ok(c, now) and cal.time_free(c, now) for c in crons):
+                return False
+        return True
+
+    def _resolve(self, node: Any) -> None:
+        st = M.state(node)
+        if st == C or M.suspended(node):
+            return
+        if M.has_time(node) and not self._time_free(node):
+            return
+        cexpr = M.complete_expr(node)
+        if cexpr is not None and st not in (S, R) and M.evaluate(cexpr, node):
+            self._complete_by_rule(node)
+            return
+        texpr = M.trigger_expr(node)
+        if texpr is not None and not M.evaluate(texpr, node):
+            return
+        kids = M.children(node)
+        if kids or not M.is_task(node):
+            if not self._inlimits_free(node, own_only=True):
+                return
+            for k in kids:
+                self._resolve(k)
+            return
+        if st == Q or (st == A and self._may_retry(node)):
+            if self._inlimits_free(node):
+                self.submit(node)
+
+    def _may_retry(self, task: Any) -> bool:
+        if M.flags(task) & NO_RETRY_FLAGS:
+            return False
+        try:
+            tries = int(self.lookup(task, "ECF_TRIES") or 2)
+        except ValueError:
+            tries = 2
+        return M.tryno(task) < tries
+
+    def _complete_by_rule(self, node: Any) -> None:
+        for n in M.walk(node):
+            if M.state(n) != C:
+                M.set_state(n, C)
+                self._touch(n, "state", "complete")
+            if M.is_task(n):
+                self._release_limits(n)
+        M.add_flag(node, "by_rule")
+        self._touch(node, "flags", sorted(M.flags(node)))
+        self._propagate(M.parent(node))
+        self.need_traversal = True
+
+    # ------------------------------------------------------------------ limits
+    def _limits_for(self, node: Any, own_only: bool = False) -> Iterator[tuple[Any, Any, Any]]:
+        """``(inlimit, limit, owner_node)`` for the node's inlimits (and its ancestors' unless own_only)."""
+        n = node
+        while n is not None and not M.is_defs(n):
+            for il in M.inlimits(n):
+                lim = self.find_limit(n, il)
+                if lim is not None:
+                    yield il, lim, n
+            if own_only:
+                return
+            n = M.parent(n)
+
+    def find_limit(self, node: Any, il: Any) -> Any:
+        if il.path:
+            target = M.find_node(self.defs, node, il.path)
+            return M.find_limit_on(target, il.name) if target is not None else None
+        n = node
+        while n is not None and not M.is_defs(n):
+            lim = M.find_limit_on(n, il.name)
+            if lim is not None:
+                return lim
+            n = M.parent(n)
+        return None
+
+    def _inlimits_free(self, node: Any, own_only: bool = False) -> bool:
+        task_path = M.path(node)
+        for il, lim, owner in self._limits_for(node, own_only):
+            if own_only and M.is_task(node):
+                continue
+            key = M.path(owner) if il.limit_this_node_only else task_path
+            if lim.paths and key in lim.paths:
+                continue
+            if own_only:
+                # a family's inlimit: the family is held only when no token at all is left
+                if lim.value >= lim.limit:
+                    return False
+                continue
+            if lim.value + il.tokens > lim.limit:
+                return False
+        return True
+
+    def _consume_limits(self, task: Any) -> None:
+        tpath = M.path(task)
+        for il, lim, owner in self._limits_for(task):
+            key = M.path(owner) if il.limit_this_node_only else tpath
+            if not lim.paths or key not in lim.paths:
+                lim.increment(il.tokens, key)
+                self._touch_limit(lim)
+            il.incremented = True
+
+    def _release_limits(self, task: Any, submission_only: bool = False) -> None:
+        tpath = M.path(task)
+        for il, lim, owner in self._limits_for(task):
+            if submission_only and not il.limit_submission:
+                continue
+            if il.limit_this_node_only:
+                # release the family token when none of its tasks is still running
+                if any(M.state(t) in (S, R) and t is not task for t in M.walk(owner) if M.is_task(t)):
+                    continue
+                key = M.path(owner)
+            else:
+                key = tpath
+            if lim.paths and key in lim.paths:
+                lim.decrement(il.tokens, key)
+                self._touch_limit(lim)
+            il.incremented = False
+
+    def _touch_limit(self, lim: Any) -> None:
+        self._text_cache = None
+        self.dirty_since_checkpoint = True
+        self.need_traversal = True
+
+    # ================================================================== variables
+    def generated(self, node: Any, name: str) -> str | None:
+        """ecFlow's generated variables of one node (not its parents)."""
+        if M.is_task(node):
+            if name == "TASK":
+                return M.name(node)
+            if name == "ECF_NAME":
+                return M.path(node)
+            if name == "ECF_PASS":
+                return M.password(node)
+            if name == "ECF_TRYNO":
+                return str(M.tryno(node))
+            if name == "ECF_RID":
+                return M.rid(node)
+            if name in ("ECF_JOB", "ECF_JOBOUT", "ECF_SCRIPT"):
+                home = self.lookup(node, "ECF_HOME") or self.home
+                p = M.path(node)
+                if name == "ECF_SCRIPT":
+                    return home + p + (self.lookup(node, "ECF_EXTN") or ".ecf")
+                if name == "ECF_JOB":
+                    return f"{home}{p}.job{M.tryno(node)}"
+                out = self.lookup(node, "ECF_OUT") or home
+                return f"{out}{p}.{M.tryno(node)}"
+            return None
+        if M.is_suite(node):
+            if name == "SUITE":
+                return M.name(node)
+            if name in ("YYYY", "MM", "DD", "DOW", "DOY", "DAY", "MONTH", "DATE", "ECF_DATE", "TIME",
+                        "ECF_TIME", "ECF_JULIAN", "ECF_CLOCK"):
+                return self.calendar(node).variables().get(name)
+            return None
+        if name == "FAMILY":
+            return M.path(node).split("/", 2)[-1]
+        if name == "FAMILY1":
+            return M.name(node)
+        return None
+
+    ALWAYS_GENERATED = frozenset({"ECF_TRYNO", "ECF_NAME", "ECF_PASS"})
+
+    def lookup(self, node: Any, name: str) -> str | None:
+        """Variable lookup as ecFlow: user variables, repeat, generated, then the parents, then the server."""
+        if name in self.ALWAYS_GENERATED:
+            return self.generated(node, name)
+        if name in ("ECF_HOST", "ECF_PORT", "ECF_HTTP_PORT"):
+            return self.server_vars.get(name)
+        n = node
+        while n is not None and not M.is_defs(n):
+            v = M.user_var(n, name)
+            if v is not None:
+                return v
+            rep = M.repeat(n)
+            if rep is not None and name.startswith(rep.name):
+                gv = rep.generated_variables().get(name)
+                if gv is not None:
+                    return gv
+            g = self.generated(n, name)
+            if g is not None:
+                return g
+            n = M.parent(n)
+        v = M.server_user_var(self.defs, name)
+        if v is not None:
+            return v
+        return self.server_vars.get(name)
+
+    def lookup_fn(self, node: Any, overrides: dict[str, str] | None = None) -> Callable[[str], str | None]:
+        if overrides:
+            return lambda name: overrides[name] if name in overrides else self.lookup(node, name)
+        return lambda name: self.lookup(node, name)
+
+    # ================================================================== jobs
+    def submit(self, task: Any, user_edit: str | None = None, variables: dict[str, str] | None = None) -> bool:
+        """Pre-process the task's script, write ECF_JOB, run ECF_JOB_CMD; the task becomes submitted."""
+        tpath = M.path(task)
+        M.set_tryno(task, M.tryno(task) + 1)
+        M.set_password(task, _password())
+        M.set_rid(task, "")
+        for f in ("edit_failed", "no_script", "ecfcmd_failed", "killed", "force_aborted", "task_aborted",
+                  "by_rule", "zombie"):
+            M.discard_flag(task, f)
+        self._touch(task, "tryno", M.tryno(task))
+        lookup = self.lookup_fn(task, variables)
+        job_path = lookup("ECF_JOB") or ""
+        try:
+            if user_edit is not None:
+                from ecflow_lab.server.jobs import Preprocessed
+
+                micro = lookup("ECF_MICRO") or "%"
+                pp = Preprocessed("\n".join(substitute(line, lookup, micro, (tpath, i + 1))
+                                            for i, line in enumerate(user_edit.split("\n"))), "")
+            else:
+                script = locate_script(tpath, lookup)
+                pp = preprocess(script, lookup)
+            write_job(job_path, pp.job)
+        except PreprocessError as exc:
+            flag = "no_script" if exc.line == 0 and "no script" in exc.message else "edit_failed"
+            self._abort(task, f"{flag}: {exc}", flag)
+            self._err(f"{tpath} job creation failed: {exc}")
+            return False
+        except OSError as exc:
+            self._abort(task, f"edit_failed: cannot write job {job_path}: {exc}", "edit_failed")
+            return False
+        try:
+            cmd = substitute(lookup("ECF_JOB_CMD") or SERVER_DEFAULTS["ECF_JOB_CMD"], lookup,
+                             lookup("ECF_MICRO") or "%", (tpath, 0))
+        except PreprocessError as exc:
+            self._abort(task, f"ecfcmd_failed: ECF_JOB_CMD: {exc}", "ecfcmd_failed")
+            return False
+        out = lookup("ECF_JOBOUT") or ""
+        if out:
+            try:
+                os.makedirs(os.path.dirname(out), exist_ok=True)
+            except OSError:
+                pass
+        env = dict(os.environ)
+        env.update(self.job_env)
+        env.update({"ECF_NAME": tpath, "ECF_PASS": M.password(task), "ECF_TRYNO": str(M.tryno(task)),
+                    "ECF_HOST": self.server_vars.get("ECF_HOST", "localhost"),
+                    "ECF_PORT": self.server_vars.get("ECF_PORT", ""),
+                    "ECF_HTTP_PORT": self.server_vars.get("ECF_HTTP_PORT", "")})
+        try:
+            self.jobs.start(cmd, tpath, "submit", env=env, cwd=self.home)
+        except OSError as exc:
+            self._abort(task, f"ecfcmd_failed: {exc}", "ecfcmd_failed")
+            return False
+        self._consume_limits(task)
+        if user_edit is not None:
+            M.add_flag(task, "user_edit")
+        M.set_abort_reason(task, "")
+        self.set_state(task, S)
+        self._touch(task, "flags", sorted(M.flags(task)))
+        self.submitted_jobs += 1
+        self._logline(f" submitted: {tpath} job_size:{len(pp.job)}")
+        return True
+
+    def _abort(self, task: Any, reason: str, flag: str | None = None) -> None:
+        if flag:
+            M.add_flag(task, flag)
+        M.set_abort_reason(task, reason)
+        self._release_limits(task)
+        self._touch(task, "flags", sorted(M.flags(task)))
+        self._touch(task, "abort_reason", reason)
+        self.set_state(task, A)
+        self._msg(f" aborted: {M.path(task)} {reason}")
+        self.need_traversal = True
+
+    def reap_jobs(self) -> None:
+        """Note job commands that failed (ECF_JOB_CMD exit status != 0 while the task is still submitted)."""
+        if not len(self.jobs):
+            return
+        for path, kind, rc in self.jobs.reap():
+            if kind != "submit" or rc == 0:
+                continue
+            t = M.find_abs(self.defs, path)
+            if t is not None and M.state(t) == S:
+                self._abort(t, f"ECF_JOB_CMD failed with exit code {rc}", "ecfcmd_failed")
+
+    def _run_cmd(self, task: Any, var: str, kind: str) -> None:
+        lookup = self.lookup_fn(task)
+        try:
+            cmd = substitute(lookup(var) or SERVER_DEFAULTS[var], lookup, lookup("ECF_MICRO") or "%",
+                             (M.path(task), 0))
+        except PreprocessError as exc:
+            raise RuntimeError(f"{kind}: {var} of {M.path(task)}: {exc}") from None
+        self.jobs.start(cmd, M.path(task), kind, cwd=self.home)
+
+    # ================================================================== child commands
+    def child(self, cmd: str, args: dict[str, Any]) -> Any:
+        """Authenticate and apply one child command; returns the reply (None, a value, or block/fail)."""
+        self.child_cmds += 1
+        path = str(args.get("path") or "")
+        passwd = str(args.get("passwd") or "")
+        rid = str(args.get("rid") or "")
+        tryno = int(args.get("tryno") or 0)
+        if self.server_state == "HALTED":
+            return {"block": True, "denied": True, "retry": 2.0,
+                    "reason": f"server is HALTED: {cmd} for {path} refused, retrying"}
+        task = M.find_abs(self.defs, path) if path else None
+        if task is None or not M.is_task(task):
+            return self._zombie(None, path, "path", passwd, rid, tryno, cmd,
+                                f"{cmd}: task {path or '(ECF_NAME not set)'} not found in the server")
+        free = self.lookup(task, "ECF_PASS") == "FREE" or M.user_var(task, "ECF_PASS") == "FREE"
+        if not free:
+            if passwd != M.password(task):
+                return self._zombie(task, path, "ecf_passwd", passwd, rid, tryno, cmd,
+                                    f"{cmd}: password mismatch for {path} (job password {passwd!r}); "
+                                    f"the job is a zombie")
+            known = M.rid(task)
+            if cmd == "init":
+                if M.state(task) == R and known and rid and rid != known:
+                    return self._zombie(task, path, "ecf_pid", passwd, rid, tryno, cmd,
+                                        f"init: {path} is already active with process id {known}")
+            elif known and rid and rid != known:
+                return self._zombie(task, path, "ecf_pid", passwd, rid, tryno, cmd,
+                                    f"{cmd}: process id {rid} is not the task's ({known})")
+            if M.state(task) == C and cmd not in ("complete",):
+                return self._zombie(task, path, "ecf", passwd, rid, tryno, cmd,
+                                    f"{cmd}: task {path} is already complete")
+        return self._apply_child(task, cmd, args)
+
+    def _zombie(self, task: Any, path: str, kind: str, passwd: str, rid: str, tryno: int, cmd: str,
+                reason: str) -> Any:
+        key = (path, passwd, rid)
+        z = self.zombies.get(key)
+        if z is None:
+            z = self.zombies[key] = Zombie(path, kind, passwd, rid, tryno, cmd, reason)
+            self._msg(f"--zombie {kind} {path} {reason}")
+        z.calls += 1
+        z.last_cmd = cmd
+        if task is not None and "zombie" not in M.flags(task):
+            M.add_flag(task, "zombie")
+            self._touch(task, "flags", sorted(M.flags(task)))
+        action = z.action or self._zombie_attr_action(task, kind, cmd) or DEFAULT_ZOMBIE_ACTION.get(cmd, "block")
+        if action == "adopt" and task is not None:
+            M.set_password(task, passwd)
+            if rid:
+                M.set_rid(task, rid)
+            del self.zombies[key]
+            M.discard_flag(task, "zombie")
+            self._touch(task, "flags", sorted(M.flags(task)))
+            return None if cmd in ("event", "meter", "label") else self._apply_child(task, cmd, {})
+        if action == "fob":
+            return None
+        if action == "fail":
+            return {"fail": True, "reason": reason}
+        if action == "remove":
+            del self.zombies[key]
+            return None
+        if action == "kill" and task is not None and rid:
+            try:
+                lookup = self.lookup_fn(task, {"ECF_RID": rid})
+                cmdline = substitute(lookup("ECF_KILL_CMD") or SERVER_DEFAULTS["ECF_KILL_CMD"], lookup)
+                self.jobs.start(cmdline, path, "kill", cwd=self.home)
+            except (PreprocessError, OSError) as exc:
+                self._err(f"zombie kill {path}: {exc}")
+            return {"fail": True, "reason": reason + " (killed)"}
+        return {"block": True, "denied": True, "retry": 5.0, "reason": reason}
+
+    def _zombie_attr_action(self, task: Any, kind: str, cmd: str) -> str | None:
+        n = task
+        want = "ecf" if kind.startswith("ecf") else kind
+        while n is not None and not M.is_defs(n):
+            for za in M.zombie_attrs(n):
+                if za.zombie_type in (kind, want) and (not za.child_cmds or cmd in za.child_cmds):
+                    return za.action or None
+            n = M.parent(n)
+        return None
+
+    def _apply_child(self, task: Any, cmd: str, args: dict[str, Any]) -> Any:
+        path = M.path(task)
+        if cmd == "init":
+            rid = str(args.get("rid") or "")
+            if rid:
+                M.set_rid(task, rid)
+            for k, v in (args.get("vars") or {}).items():
+                M.set_user_var(task, str(k), str(v))
+                self._touch(task, "variables", {str(k): str(v)})
+            self._release_limits(task, submission_only=True)
+            M.set_abort_reason(task, "")
+            self.set_state(task, R)
+            self._msg(f"chd:init {path}")
+            self.need_traversal = True
+            return None
+        if cmd == "complete":
+            for name in args.get("remove") or []:
+                M.delete_user_var(task, str(name))
+            if M.state(task) == C:
+                return None
+            self._release_limits(task)
+            self.set_state(task, C)
+            self._msg(f"chd:complete {path}")
+            self.need_traversal = True
+            return None
+        if cmd == "abort":
+            reason = str(args.get("reason") or "")
+            M.add_flag(task, "task_aborted")
+            self._abort(task, reason or "aborted by the job")
+            self._msg(f"chd:abort {path} {reason}")
+            return None
+        if cmd == "event":
+            name = str(args.get("name", ""))
+            ev = M.find_event(task, name)
+            if ev is None:
+                raise RuntimeError(f"event: {path} has no event {name!r}")
+            value = bool(args.get("value", True))
+            if ev.value != value:
+                ev.value = value
+                self._touch(task, "events", {ev.ident: value})
+                self.need_traversal = True
+            self._msg(f"chd:event {name} {path}")
+            return None
+        if cmd == "meter":
+            name = str(args.get("name", ""))
+            me = M.find_meter(task, name)
+            if me is None:
+                raise RuntimeError(f"meter: {path} has no meter {name!r}")
+            value = int(args.get("value", 0))
+            if not me.min <= value <= me.max:
+                raise RuntimeError(f"meter: value {value} for {path}:{name} is outside [{me.min}, {me.max}]")
+            if me.value != value:
+                me.value = value
+                self._touch(task, "meters", {name: value})
+                self.need_traversal = True
+            return None
+        if cmd == "label":
+            name = str(args.get("name", ""))
+            lb = M.find_label(task, name)
+            if lb is None:
+                raise RuntimeError(f"label: {path} has no label {name!r}")
+            lb.new_value = str(args.get("value", ""))
+            self._touch(task, "labels", {name: lb.new_value})
+            return None
+        if cmd == "wait":
+            expr = str(args.get("expr", ""))
+            try:
+                ok = M.evaluate_text(expr, task)
+            except Exception as exc:
+                raise RuntimeError(f"wait: cannot evaluate {expr!r} for {path}: {exc}") from None
+            if ok:
+                M.discard_flag(task, "task_waiting")
+                return None
+            if "task_waiting" not in M.flags(task):
+                M.add_flag(task, "task_waiting")
+                self._touch(task, "flags", sorted(M.flags(task)))
+            return {"block": True, "retry": 1.0, "reason": f"waiting for {expr}"}
+        if cmd == "queue":
+            return self._queue(task, args)
+        raise RuntimeError(f"unknown child command {cmd!r}")
+
+    def _queue(self, task: Any, args: dict[str, Any]) -> Any:
+        name = str(args.get("name", ""))
+        action = str(args.get("action", ""))
+        qpath = str(args.get("queue_path") or "")
+        n = M.find_node(self.defs, task, qpath) if qpath else task
+        q = None
+        while n is not None and not M.is_defs(n):
+            q = M.find_queue(n, name)
+            if q is not None:
+                break
+            n = None if qpath else M.parent(n)
+        if q is None:
+            raise RuntimeError(f"queue: no queue {name!r} on {qpath or M.path(task)} or its parents")
+        if q.states is None:
+            q.states = ["queued"] * len(q.values)
+        step = str(args.get("step") or "")
+        self._touch(n)
+        if action == "active":
+            for i, s in enumerate(q.states):
+                if s == "queued":
+                    q.states[i] = "active"
+                    q.index = i
+                    return q.values[i]
+            return "<NULL>"
+        if action in ("complete", "aborted"):
+            if step not in q.values:
+                raise RuntimeError(f"queue {name}: no step {step!r}")
+            q.states[q.values.index(step)] = action
+            self.need_traversal = True
+            return None
+        if action == "no_of_aborted":
+            return str(q.states.count("aborted"))
+        if action == "reset":
+            q.states = ["queued"] * len(q.values)
+            q.index = 0
+            return None
+        raise RuntimeError(f"queue: action {action!r}: expected active, complete, aborted, no_of_aborted or reset")
