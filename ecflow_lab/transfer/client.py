@@ -374,7 +374,7 @@ class TransferClient:
     def add_user(self, name: str, password: str, destinations: list[str] | None = None,
                  admin: bool = False) -> str:
         """Add a data user (password stored as PBKDF2); once a user exists, every request must authenticate."""
-        return self.request("user_add", name=name, password=password, destinations=destinations or ["*"],
+        return self.request("user_add", name=name, new_password=password, destinations=destinations or ["*"],
                             admin=admin)["message"]
 
 

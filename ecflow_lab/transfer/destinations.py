@@ -171,8 +171,8 @@ class FileDestination(Destination):
 
 
 class _SftpConnection(Connection):
-    def __init__(self, transport: Any, sftp: Any) -> None:
-        self._transport = transport
+    def __init__(self, client: Any, sftp: Any) -> None:
+        self._client = client
         self._sftp = sftp
 
     def makedirs(self, path: str) -> None:
@@ -217,13 +217,14 @@ class _SftpConnection(Connection):
             return []
 
     def alive(self) -> bool:
-        return bool(self._transport.is_active())
+        transport = self._client.get_transport()
+        return transport is not None and transport.is_active()
 
     def close(self) -> None:
         try:
             self._sftp.close()
         finally:
-            self._transport.close()
+            self._client.close()
 
 
 class SftpDestination(Destination):

@@ -977,7 +977,7 @@ class Master:
     def _op_user_add(self, hdr: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
         """Add or replace a data user (the first user added must be an administrator)."""
         self._check_admin(user)
-        name, password = str(hdr.get("name") or ""), hdr.get("password")
+        name, password = str(hdr.get("name") or ""), hdr.get("new_password")
         if not name or not isinstance(password, str) or len(password) < 4:
             raise TransferError("user_add needs a name and a password of at least 4 characters")
         admin = bool(hdr.get("admin"))
