@@ -915,3 +915,66 @@ class Scheduler:
             q.index = 0
             return None
         raise RuntimeError(f"queue: action {action!r}: expected active, complete, aborted, no_of_aborted or reset")
+
+    # ================================================================== why
+    def why_list(self, node: Any) -> list[str]:
+        """Reasons, in words, why ``node`` is not running now (empty when nothing holds it)."""
+        out: list[str] = []
+        p = M.path(node)
+        if self.server_state != "RUNNING":
+            out.append(f"the server is {self.server_state}: no jobs are submitted")
+        s = M.suite_of(node)
+        if s is not None and not M.begun(s):
+            out.append(f"suite /{M.name(s)} has not begun (begin_suite)")
+        st = M.state(node)
+        if st == C:
+            out.append(f"{p} is complete")
+        elif st in (S, R):
+            out.append(f"{p} is {st.name} (try {M.tryno(node)})" if M.is_task(node) else f"{p} is {st.name}")
+        elif st == A and M.is_task(node):
+            reason = M.abort_reason(node)
+            tries = self.lookup(node, "ECF_TRIES") or "2"
+            if not self._may_retry(node):
+                flags = sorted(M.flags(node) & {"force_aborted", "killed", "edit_failed", "no_script",
+                                                 "ecfcmd_failed"})
+                out.append(f"{p} is aborted (try {M.tryno(node)} of ECF_TRIES {tries}"
+                           f"{', ' + ','.join(flags) if flags else ''}): requeue or run it"
+                           + (f"; reason: {reason}" if reason else ""))
+        n = node
+        while n is not None and not M.is_defs(n):
+            if M.suspended(n):
+                out.append(f"{M.path(n)} is suspended (resume it)")
+            if M.state(n) == C or n is node:
+                pass
+            if M.has_time(n) and not self._time_free_peek(n):
+                for d in M.describe_time(n):
+                    out.append(f"{M.path(n)} is waiting for {d} (suite time {self.suite_now(n):%Y-%m-%d %H:%M})")
+            tx = M.trigger_expr(n)
+            if tx is not None and not M.evaluate(tx, n):
+                out.append(f"{M.path(n)} trigger is false: {M.expr_text(tx)}" + self._explain(tx, n))
+            for il, lim, owner in self._limits_for(n, own_only=True):
+                key = M.path(owner) if il.limit_this_node_only else M.path(node)
+                if (not lim.paths or key not in lim.paths) and lim.value + il.tokens > lim.limit:
+                    out.append(f"limit {lim.name} is full ({lim.value}/{lim.limit}) for {M.path(n)} "
+                               f"(held by {', '.join(lim.paths or [])})")
+            n = M.parent(n)
+        return out
+
+    def _time_free_peek(self, node: Any) -> bool:
+        saved = [(t, t.free) for t in M.time_attrs(node)] + [(c, c.free) for c in M.crons(node)]
+        try:
+            return self._time_free(node)
+        finally:
+            for t, f in saved:
+                t.free = f
+
+    def _explain(self, expr: Any, node: Any) -> str:
+        parts = []
+        for ref_path, ref_node, attr in M.expr_references(expr, node, self.defs):
+            if ref_node is None:
+                parts.append(f"{ref_path} not found")
+            elif attr:
+                parts.append(f"{ref_path}:{attr} = {M.attr_value(ref_node, attr)}")
+            else:
+                parts.append(f"{ref_path} is {M.state(ref_node).name}")
+        return (" (" + "; ".join(parts) + ")") if parts else ""
