@@ -198,14 +198,19 @@ class Label(_Attr):
         return self.new_value or self.value
 
     def write(self) -> str:
-        return f'label {self.name} "{_escape_label(self.value)}"'
+        return f'label {self.name} "{_escape_label(self.value)}"'  # noqa: B907
 
     def state(self) -> str:
         return f'"{_escape_label(self.new_value)}"' if self.new_value else ""
 
 
 def _escape_label(text: str) -> str:
-    return text.replace("\n", "\\n").replace('"', '\\"')
+    return text.replace("\n", "\\n")
+
+
+def unescape_label(text: str) -> str:
+    """Inverse of the writer's escaping: the two characters backslash-n become a newline."""
+    return text.replace("\\n", "\n")
 
 
 # --------------------------------------------------------------------------------------------- limits
@@ -612,7 +617,7 @@ class TimeSlot(tuple):
     __slots__ = ()
 
     def __new__(cls, hour: int, minute: int = 0) -> TimeSlot:
-        if not (0 <= hour <= 23 or (hour <= 99 and hour >= 0)) or not 0 <= minute <= 59:
+        if not 0 <= hour <= 23 or not 0 <= minute <= 59:
             raise ValueError(f"invalid time {hour:02d}:{minute:02d}")
         return tuple.__new__(cls, (int(hour), int(minute)))
 
@@ -746,18 +751,27 @@ class Date(_Attr):
 
     def __init__(self, day: int | str = 0, month: int = 0, year: int = 0) -> None:
         if isinstance(day, str):
-            bits = day.split(".")
+            text = day
+            bits = text.split(".")
             if len(bits) != 3:
-                raise ValueError(f"{day!r} is not a date (expected DD.MM.YYYY, * for any)")
-            try:
-                day, month, year = (0 if b == "*" else int(b) for b in bits)
-            except ValueError:
-                raise ValueError(f"{day!r} is not a date (expected DD.MM.YYYY, * for any)") from None
+                raise ValueError(f"{text!r} is not a date (expected DD.MM.YYYY, * for any)")
+            vals = []
+            for b, lo, hi, what in zip(bits, (1, 1, 1000), (31, 12, 9999), ("day", "month", "year")):
+                if b == "*":
+                    vals.append(0)
+                    continue
+                if not b.isdigit() or not lo <= int(b) <= hi or (what == "year" and len(b) != 4):
+                    raise ValueError(f"date {text!r}: {what} {b!r} is not in {lo}..{hi} (or *)")
+                vals.append(int(b))
+            day, month, year = vals
         self.day, self.month, self.year = int(day), int(month), int(year)
         if not 0 <= self.day <= 31 or not 0 <= self.month <= 12 or self.year < 0:
             raise ValueError(f"invalid date {self.write()[5:]}")
-        if self.day and self.month and self.year:
-            _dt.date(self.year, self.month, self.day)
+        if self.day and self.month:
+            try:
+                _dt.date(self.year or 2000, self.month, self.day)
+            except ValueError:
+                raise ValueError(f"invalid date {self.write()[5:]}") from None
         self.free = False
         self.expired = False
 

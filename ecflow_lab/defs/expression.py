@@ -301,7 +301,38 @@ class _Parser:
 
 def parse_expression(text: str) -> tuple:
     """Parse expression text to its AST (nested tuples); raises :class:`ExpressionError`."""
-    return _Parser(text).parse()
+    ast = _Parser(text).parse()
+    _validate(ast, text, boolean=True)
+    return ast
+
+
+def _validate(ast: tuple, text: str, boolean: bool) -> None:
+    """Reject what ecFlow's grammar rejects: a bare node path used as a condition, a state compared
+    with anything but a node, a path with a trailing '/'."""
+    kind = ast[0]
+    if kind in ("and", "or"):
+        _validate(ast[1], text, True)
+        _validate(ast[2], text, True)
+    elif kind == "not":
+        _validate(ast[1], text, True)
+    elif kind == "node":
+        if boolean:
+            raise ExpressionError(f"node path {ast[1]!r} needs a comparison (e.g. '{ast[1]} == complete')",
+                                  text=text, expected="a comparison", got=ast[1])
+    elif kind == "cmp":
+        left, right = ast[2], ast[3]
+        for a, b in ((left, right), (right, left)):
+            if a[0] == "state" and b[0] not in ("node", "state"):
+                raise ExpressionError("a state (complete, queued, ...) can only be compared with a node path",
+                                      text=text, expected="a node path", got=str(b[1]) if len(b) > 1 else "")
+        for sub in (left, right):
+            _validate(sub, text, False)
+    else:
+        for sub in ast[1:]:
+            if isinstance(sub, tuple):
+                _validate(sub, text, False)
+    if kind in ("node", "attr", "flag") and len(ast[1]) > 1 and ast[1].endswith("/"):
+        raise ExpressionError(f"path {ast[1]!r} ends with '/'", text=text, expected="a node name", got=ast[1])
 
 
 # ----------------------------------------------------------------------------------------------- compiler

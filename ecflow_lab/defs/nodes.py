@@ -580,6 +580,8 @@ class Node:
         (``t``, ``f/t``, ``./t``, ``../t``); a plain name also finds a child of this node."""
         if path.startswith("/"):
             defs = self.get_defs()
+            if path == "/":
+                return defs  # type: ignore[return-value]  # '/<flag>late' refers to the server
             return defs.find_abs_node(path) if defs is not None else None
         start: Any = self.parent
         if start is None:
@@ -759,20 +761,18 @@ def _walk_relative(start: Any, path: str) -> Node | None:
             continue
         if part == "..":
             n = n.parent
-            if n is None or isinstance(n, Defs):
+            if n is None:
                 return None
             continue
-        if not isinstance(n, NodeContainer):
-            if isinstance(n, Task):
-                n = n.find_alias(part)
-                if n is None:
-                    return None
-                continue
+        if isinstance(n, (NodeContainer, Defs)):
+            n = n.find_child(part)
+        elif isinstance(n, Task):
+            n = n.find_alias(part)
+        else:
             return None
-        n = n.find_child(part)
         if n is None:
             return None
-    return n
+    return None if isinstance(n, Defs) else n
 
 
 class NodeContainer(Node):

@@ -1,0 +1,947 @@
+"""``.def`` text -> model.  Line oriented, one dict dispatch per statement, fast paths for the
+keywords that make up most of an operational suite (task, edit, trigger, event, meter, label).
+
+Handles both forms: the definition form and the checkpoint/state form (``defs_state`` header, state
+in trailing ``# ...`` comments, aliases, server variables).  Every problem is raised as
+:class:`DefsSyntaxError` with file, line, column, the offending text and what was expected.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from .attributes import (
+    Autoarchive,
+    Autocancel,
+    Autorestore,
+    Aviso,
+    Clock,
+    Cron,
+    Date,
+    Day,
+    EndClock,
+    Event,
+    Generic,
+    InLimit,
+    Label,
+    Late,
+    Limit,
+    Meter,
+    Mirror,
+    Queue,
+    RepeatDate,
+    RepeatDateList,
+    RepeatDateTime,
+    RepeatDay,
+    RepeatEnumerated,
+    RepeatInteger,
+    RepeatString,
+    Time,
+    TimeSeries,
+    Today,
+    Variable,
+    Verify,
+    ZombieAttr,
+    unescape_label,
+)
+from .errors import DefsSyntaxError
+from .expression import Complete, Trigger
+from .nodes import _NAME_RE, Alias, Defs, Family, Node, NodeContainer, Suite, Task, structure_version
+from .state import DState, NState, SState
+
+__all__ = ["parse_text", "parse_file"]
+
+_intern = sys.intern
+_RAW_KEYWORDS = frozenset({"edit", "label", "trigger", "complete"})
+_GOOD_NAMES: set[str] = set()
+
+
+def _good_name(name: str) -> bool:
+    if name in _GOOD_NAMES:
+        return True
+    if _NAME_RE.match(name):
+        if len(_GOOD_NAMES) < 100000:
+            _GOOD_NAMES.add(name)
+        return True
+    return False
+
+
+def parse_file(path: str, into: Defs | None = None) -> Defs:
+    """Parse a ``.def`` or checkpoint file."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            text = fh.read()
+    except OSError as e:
+        raise DefsSyntaxError(f"can not read file: {e.strerror}", file=str(path)) from None
+    return parse_text(text, str(path), into=into)
+
+
+def parse_text(text: str, filename: str = "<string>", into: Defs | None = None) -> Defs:
+    """Parse definition text; raises :class:`DefsSyntaxError` and nothing else."""
+    from . import nodes as _nodes
+
+    saved = _nodes._BLOCKS[:]
+    _nodes._BLOCKS.clear()  # the parser must not feed an enclosing ``with`` block
+    p = _Parser(filename, into if into is not None else Defs())
+    try:
+        p.run(text)
+    except DefsSyntaxError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError, AttributeError) as e:
+        raise p.error(str(e) or type(e).__name__) from None
+    finally:
+        _nodes._BLOCKS[:] = saved
+    structure_version[0] += 1
+    return p.defs
+
+
+def _strip_quotes(w: str) -> str:
+    if len(w) >= 2 and w[0] in "'\"" and w[-1] == w[0]:
+        return w[1:-1]
+    return w
+
+
+def _scan(line: str) -> tuple[list[str], str | None]:
+    """Split a line into statements at ';' and cut the '#' comment, respecting quotes."""
+    stmts: list[str] = []
+    start = 0
+    q = ""
+    prev = " "
+    for i, ch in enumerate(line):
+        if q:
+            if ch == q:
+                q = ""
+        elif ch in "'\"" and prev in " \t":
+            q = ch
+        elif ch == ";":
+            stmts.append(line[start:i])
+            start = i + 1
+        elif ch == "#":
+            stmts.append(line[start:i])
+            return stmts, line[i + 1:]
+        prev = ch
+    stmts.append(line[start:])
+    return stmts, None
+
+
+def _words(stmt: str) -> list[str]:
+    """Whitespace split that keeps quoted strings (with their quotes) as one word."""
+    if "'" not in stmt and '"' not in stmt:
+        return stmt.split()
+    out: list[str] = []
+    i, n = 0, len(stmt)
+    while i < n:
+        while i < n and stmt[i] in " \t\r":
+            i += 1
+        if i >= n:
+            break
+        if stmt[i] in "'\"":
+            q = stmt[i]
+            j = stmt.find(q, i + 1)
+            if j < 0:
+                j = n - 1
+            out.append(stmt[i:j + 1])
+            i = j + 1
+        else:
+            j = i
+            while j < n and stmt[j] not in " \t\r":
+                j += 1
+            out.append(stmt[i:j])
+            i = j
+    return out
+
+
+def _rest(stmt: str, nwords: int) -> str:
+    """The raw text after the first ``nwords`` words."""
+    parts = stmt.split(None, nwords)
+    return parts[nwords].strip() if len(parts) > nwords else ""
+
+
+class _Parser:
+    def __init__(self, filename: str, defs: Defs) -> None:
+        self.file = filename
+        self.defs = defs
+        self.stack: list[NodeContainer] = []
+        self.node: Node | None = None
+        self.task_of_alias: Task | None = None
+        self.lineno = 0
+        self.line = ""
+        self.stmt = ""
+        self.comment: str | None = None
+        self.state_form = False
+        self.h = {
+            "task": self.k_task, "edit": self.k_edit, "trigger": self.k_trigger, "complete": self.k_complete,
+            "event": self.k_event, "meter": self.k_meter, "label": self.k_label, "family": self.k_family,
+            "endfamily": self.k_endfamily, "suite": self.k_suite, "endsuite": self.k_endsuite,
+            "endtask": self.k_endtask, "inlimit": self.k_inlimit, "limit": self.k_limit, "repeat": self.k_repeat,
+            "time": self.k_time, "today": self.k_today, "date": self.k_date, "day": self.k_day, "cron": self.k_cron,
+            "late": self.k_late, "defstatus": self.k_defstatus, "clock": self.k_clock, "endclock": self.k_endclock,
+            "autocancel": self.k_autocancel, "autoarchive": self.k_autoarchive, "autorestore": self.k_autorestore,
+            "verify": self.k_verify, "zombie": self.k_zombie, "queue": self.k_queue, "generic": self.k_generic,
+            "extern": self.k_extern, "aviso": self.k_aviso, "mirror": self.k_mirror, "alias": self.k_alias,
+            "endalias": self.k_endalias, "defs_state": self.k_defs_state, "calendar": self.k_calendar,
+            "history": self.k_history,
+        }
+
+    # ----------------------------------------------------------------- errors
+    def error(self, message: str, got: str = "", expected: str = "") -> DefsSyntaxError:
+        col = 1
+        line = self.line
+        if got and got in line:
+            col = line.index(got) + 1
+        elif self.stmt and self.stmt.strip() in line:
+            col = line.index(self.stmt.strip()) + 1
+        else:
+            col = len(line) - len(line.lstrip()) + 1
+        if expected and not message:
+            message = f"expected {expected}, got {got!r}"
+        return DefsSyntaxError(message, file=self.file, line=self.lineno, column=col, text=line,
+                               expected=expected, got=got)
+
+    def expect(self, expected: str, got: str) -> DefsSyntaxError:
+        return self.error(f"expected {expected}, got {got!r}" if got else f"expected {expected}",
+                          got=got, expected=expected)
+
+    # ----------------------------------------------------------------- main loop
+    def run(self, text: str) -> None:
+        lines = text.split("\n")
+        n = len(lines)
+        i = 0
+        h = self.h
+        raw_kw = _RAW_KEYWORDS
+        while i < n:
+            line = lines[i]
+            i += 1
+            words = line.split()
+            if not words:
+                continue
+            kw = words[0]
+            if kw[0] == "#":
+                if self.lineno == 0 and kw.startswith("#") and i == 1:
+                    pass
+                continue
+            self.lineno = i
+            if "#" in line or ";" in line or "\\" in line:
+                if line.rstrip().endswith("\\"):
+                    while line.rstrip().endswith("\\") and i < n:
+                        line = line.rstrip()[:-1] + " " + lines[i].strip()
+                        i += 1
+                self.line = line
+                stmts, comment = _scan(line)
+                last = len(stmts) - 1
+                for k, stmt in enumerate(stmts):
+                    words = _words(stmt)
+                    if not words:
+                        continue
+                    self.stmt = stmt
+                    self.comment = comment if k == last else None
+                    fn = h.get(words[0])
+                    if fn is None:
+                        raise self.unknown(words[0])
+                    fn(words, stmt)
+                self.comment = None
+                continue
+            self.line = line
+            self.stmt = line
+            fn = h.get(kw)
+            if fn is None:
+                raise self.unknown(kw)
+            if kw not in raw_kw and ("'" in line or '"' in line):
+                words = _words(line)
+            fn(words, line)
+        self.lineno = n
+        self.line = lines[-1] if lines else ""
+        self.after_parse()
+
+    def unknown(self, word: str) -> DefsSyntaxError:
+        where = f" in {self.node.kind} {self.node.get_abs_node_path()}" if self.node is not None else ""
+        return self.error(f"unexpected keyword {word!r}{where}", got=word,
+                          expected="a definition keyword (suite, family, task, edit, trigger, ...)")
+
+    def after_parse(self) -> None:
+        pass
+
+    # ----------------------------------------------------------------- helpers
+    def target(self, keyword: str) -> Node:
+        n = self.node
+        if n is None:
+            raise self.error(f"'{keyword}' outside of a suite", got=keyword, expected="'suite' or 'extern'")
+        if keyword in n._not_allowed:
+            raise self.error(f"'{keyword}' is not allowed on a {n.kind} ({n.get_abs_node_path()})", got=keyword)
+        return n
+
+    def name(self, words: list[str], i: int, what: str) -> str:
+        if len(words) <= i:
+            raise self.expect(f"a {what} name", "")
+        name = words[i]
+        if not _good_name(name):
+            raise self.error(f"invalid {what} name {name!r}: expected [A-Za-z0-9_][A-Za-z0-9_.]*", got=name,
+                             expected=f"a {what} name")
+        return name
+
+    def integer(self, words: list[str], i: int, what: str) -> int:
+        if len(words) <= i:
+            raise self.expect(what, "")
+        w = words[i]
+        try:
+            return int(w)
+        except ValueError:
+            raise self.expect(what, w) from None
+
+    def no_more(self, words: list[str], count: int) -> None:
+        if len(words) > count:
+            raise self.error(f"unexpected {words[count]!r} after '{' '.join(words[:count])}'", got=words[count],
+                             expected="end of statement")
+
+    def attr(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except (ValueError, TypeError, KeyError) as e:
+            raise self.error(str(e), got=self.stmt.strip()) from None
+
+    def node_state(self, node: Node) -> None:
+        """Apply a node line's trailing state comment (checkpoint form)."""
+        c = self.comment
+        if not c or not self.state_form:
+            return
+        if "abort<:" in c:
+            a, _, rest = c.partition("abort<:")
+            reason, _, after = rest.partition(">abort")
+            if isinstance(node, Task):
+                node.abort_reason = reason
+            c = a + " " + after
+        for item in c.split():
+            key, sep, val = item.partition(":")
+            if not sep:
+                continue
+            if key == "state" and val:
+                node.state = NState[val]
+            elif key == "suspended":
+                node.suspended = val == "1"
+            elif key == "flag":
+                node.flags = {f for f in val.split(",") if f} or None
+            elif key == "sc":
+                node.state_change = int(val)
+            elif key == "begun" and isinstance(node, Suite):
+                node.begun = val == "1"
+            elif isinstance(node, Task):
+                if key == "try":
+                    node.try_no = int(val)
+                elif key == "passwd":
+                    node.password = val
+                elif key == "rid":
+                    node.rid = val
+                elif key == "alias_no":
+                    node.alias_no = int(val)
+
+    def attr_state(self, a: Any) -> None:
+        c = self.comment
+        if not c or not self.state_form:
+            return
+        c = c.strip()
+        if not c:
+            return
+        try:
+            _apply_attr_state(a, c)
+        except (ValueError, KeyError, IndexError) as e:
+            raise self.error(f"bad state comment {c!r}: {e}", got=c) from None
+
+    # ----------------------------------------------------------------- structure
+    def k_suite(self, words: list[str], stmt: str) -> None:
+        if self.stack:
+            top = self.stack[-1]
+            raise self.expect("'endfamily'" if isinstance(top, Family) else "'endsuite'", "suite")
+        name = self.name(words, 1, "suite")
+        self.no_more(words, 2)
+        s = Suite._make(name)
+        if name in self.defs._index:
+            raise self.error(f"duplicate suite {name!r}", got=name)
+        self.defs.add_suite(s)
+        self.stack.append(s)
+        self.node = s
+        self.task_of_alias = None
+        self.node_state(s)
+
+    def k_family(self, words: list[str], stmt: str) -> None:
+        if not self.stack:
+            raise self.error("'family' outside of a suite", got="family", expected="'suite'")
+        name = self.name(words, 1, "family")
+        self.no_more(words, 2)
+        c = self.stack[-1]
+        if c.find_child(name) is not None:
+            raise self.error(f"duplicate node {name!r} in {c.get_abs_node_path()}", got=name)
+        f = Family._make(name)
+        f.parent = c
+        c.children.append(f)
+        if c._index is not None:
+            c._index[name] = f
+        self.stack.append(f)
+        self.node = f
+        self.task_of_alias = None
+        self.node_state(f)
+
+    def k_task(self, words: list[str], stmt: str) -> None:
+        stack = self.stack
+        if not stack:
+            raise self.error("'task' outside of a suite", got="task", expected="'suite'")
+        if len(words) != 2:
+            if len(words) < 2:
+                raise self.expect("a task name", "")
+            self.no_more(words, 2)
+        name = words[1]
+        if not _good_name(name):
+            self.name(words, 1, "task")
+        c = stack[-1]
+        if c.find_child(name) is not None:
+            raise self.error(f"duplicate node {name!r} in {c.get_abs_node_path()}", got=name)
+        t = Task._make(name)
+        t.parent = c
+        c.children.append(t)
+        if c._index is not None:
+            c._index[name] = t
+        self.node = t
+        self.task_of_alias = None
+        if self.comment:
+            self.node_state(t)
+
+    def k_endtask(self, words: list[str], stmt: str) -> None:
+        if not isinstance(self.node, Task) or isinstance(self.node, Alias):
+            raise self.error("'endtask' without a task", got="endtask", expected="a definition keyword")
+        self.node = self.stack[-1] if self.stack else None
+
+    def k_endfamily(self, words: list[str], stmt: str) -> None:
+        if not self.stack or not isinstance(self.stack[-1], Family):
+            exp = "'endsuite'" if self.stack else "'suite'"
+            raise self.expect(exp, "endfamily")
+        self.stack.pop()
+        self.node = self.stack[-1]
+        self.task_of_alias = None
+
+    def k_endsuite(self, words: list[str], stmt: str) -> None:
+        if not self.stack:
+            raise self.expect("'suite'", "endsuite")
+        # ecFlow accepts 'endsuite' with families still open: it closes them all
+        self.stack.clear()
+        self.node = None
+        self.task_of_alias = None
+
+    def k_alias(self, words: list[str], stmt: str) -> None:
+        owner = self.task_of_alias or self.node
+        if not isinstance(owner, Task) or isinstance(owner, Alias):
+            raise self.error("'alias' must follow a task", got="alias")
+        name = self.name(words, 1, "alias")
+        a = Alias._make(name)
+        owner.add_alias(a)
+        self.task_of_alias = owner
+        self.node = a
+        self.node_state(a)
+
+    def k_endalias(self, words: list[str], stmt: str) -> None:
+        if not isinstance(self.node, Alias):
+            raise self.error("'endalias' without an alias", got="endalias")
+        self.node = self.task_of_alias
+
+    def k_extern(self, words: list[str], stmt: str) -> None:
+        if len(words) < 2:
+            raise self.expect("a path after 'extern'", "")
+        self.no_more(words, 2)
+        self.defs.add_extern(words[1])
+
+    def k_defs_state(self, words: list[str], stmt: str) -> None:
+        self.state_form = True
+        for item in words[1:]:
+            key, sep, val = item.partition(":")
+            if not sep:
+                continue
+            if key == "state" and val:
+                self.defs.state = NState[val]
+            elif key == "server_state" and val:
+                self.defs.server_state = SState[val]
+            elif key == "flag":
+                self.defs.flags = {f for f in val.split(",") if f} or None
+            elif key == "state_change" and val:
+                self.defs.state_change = int(val)
+            elif key == "modify_change" and val:
+                self.defs.modify_change = int(val)
+
+    def k_history(self, words: list[str], stmt: str) -> None:
+        if self.node is not None:
+            raise self.unknown("history")
+
+    def k_calendar(self, words: list[str], stmt: str) -> None:
+        n = self.node
+        if not isinstance(n, Suite):
+            raise self.error("'calendar' is only allowed on a suite", got="calendar")
+        cal: dict[str, str] = {}
+        for item in words[1:]:
+            k, _, v = item.partition(":")
+            cal[k] = v
+        n.calendar = cal
+
+    # ----------------------------------------------------------------- variables and expressions
+    def k_edit(self, words: list[str], stmt: str) -> None:
+        n = len(words)
+        if n < 3:
+            raise self.expect("'edit NAME value'", stmt.strip())
+        name = words[1]
+        if n == 3 and words[2][0] not in "'\"":
+            value = words[2]
+        else:
+            value = _strip_quotes(_rest(stmt, 2))
+        if len(value) < 32:
+            value = _intern(value)
+        node = self.node
+        if node is None:
+            if self.stack:
+                raise self.error("internal: no current node")
+            var = Variable(_intern(name), value)
+            if self.comment is not None and self.comment.strip() == "server":
+                sv = self.defs.server_variables
+                if sv is None:
+                    sv = self.defs.server_variables = []
+                sv.append(var)
+            else:
+                self.defs.add_variable(name, value)
+            return
+        if not _good_name(name) and not isinstance(node, Alias):
+            raise self.error(f"invalid variable name {name!r}", got=name, expected="a variable name")
+        var = Variable.__new__(Variable)
+        var.name = _intern(name)
+        var.value = value
+        vs = node.variables
+        if vs is None:
+            node.variables = [var]
+        else:
+            for k, v in enumerate(vs):
+                if v.name == name:
+                    vs[k] = var  # ecFlow: a duplicate replaces the earlier value
+                    return
+            vs.append(var)
+
+    def _expr(self, words: list[str], stmt: str, keyword: str) -> None:
+        node = self.target(keyword)
+        text = _rest(stmt, 1)
+        if not text:
+            raise self.expect(f"an expression after '{keyword}'", "")
+        cls = Trigger if keyword == "trigger" else Complete
+        cur = node.trigger if keyword == "trigger" else node.complete
+        if words[1] in ("-a", "-o"):
+            part = _rest(stmt, 2)
+            if not part:
+                raise self.expect(f"an expression after '{keyword} {words[1]}'", "")
+            join = "and" if words[1] == "-a" else "or"
+            if cur is None:
+                cur = cls.__new__(cls)
+                Trigger.__init__(cur, "")
+                cur.add_part(part, join)
+                if keyword == "trigger":
+                    node.trigger = cur
+                else:
+                    node.complete = cur
+            else:
+                cur.add_part(part, join)
+            return
+        if cur is not None:
+            raise self.error(f"{node.get_abs_node_path()} already has a {keyword}; add parts with "
+                             f"'{keyword} -a' or '{keyword} -o'", got=keyword)
+        e = cls.__new__(cls)
+        e.text = _intern(text)
+        e.parts = None
+        e.free = False
+        e._fn = None
+        e._ast = None
+        if keyword == "trigger":
+            node.trigger = e
+        else:
+            node.complete = e
+        if self.comment and self.state_form and self.comment.strip() == "free":
+            e.free = True
+
+    def k_trigger(self, words: list[str], stmt: str) -> None:
+        self._expr(words, stmt, "trigger")
+
+    def k_complete(self, words: list[str], stmt: str) -> None:
+        self._expr(words, stmt, "complete")
+
+    # ----------------------------------------------------------------- event / meter / label
+    def k_event(self, words: list[str], stmt: str) -> None:
+        node = self.target("event")
+        toks = words[1:]
+        initial = False
+        if len(toks) > 1 and toks[-1] in ("set", "clear"):
+            initial = toks.pop() == "set"
+        if not toks or len(toks) > 2:
+            raise self.expect("'event [number] [name] [set|clear]'", stmt.strip())
+        number: int | None = None
+        name = ""
+        if toks[0].isdigit():
+            number = int(toks[0])
+            if len(toks) == 2:
+                name = toks[1]
+        elif len(toks) == 1:
+            name = toks[0]
+        else:
+            raise self.expect("an event number before the name", toks[0])
+        if name and not _good_name(name):
+            raise self.error(f"invalid event name {name!r}", got=name, expected="an event name")
+        ev = Event.__new__(Event)
+        ev.number = number
+        ev.name = _intern(name)
+        ev.initial = initial
+        ev.value = initial
+        for e in node.events or ():
+            if (name and e.name == name) or (number is not None and e.number == number and (not name or not e.name
+                                                                                          or e.name == name)):
+                raise self.error(f"duplicate event {ev.ident!r} on {node.get_abs_node_path()}", got=ev.ident)
+        if node.events is None:
+            node.events = [ev]
+        else:
+            node.events.append(ev)
+        if self.comment:
+            self.attr_state(ev)
+
+    def k_meter(self, words: list[str], stmt: str) -> None:
+        node = self.target("meter")
+        if len(words) not in (4, 5):
+            raise self.expect("'meter NAME min max [colour_change]'", stmt.strip())
+        name = self.name(words, 1, "meter")
+        try:
+            mn = int(words[2])
+            mx = int(words[3])
+            cc = int(words[4]) if len(words) == 5 else mx
+        except ValueError:
+            bad = next(w for w in words[2:] if not w.lstrip("-").isdigit())
+            raise self.expect("integers 'meter NAME min max [colour_change]'", bad) from None
+        if mn > mx:
+            raise self.error(f"meter {name}: min {mn} is greater than max {mx}", got=words[2])
+        if not mn <= cc <= mx:
+            raise self.error(f"meter {name}: colour change {cc} is outside {mn}..{mx}", got=words[4])
+        for m in node.meters or ():
+            if m.name == name:
+                raise self.error(f"duplicate meter {name!r} on {node.get_abs_node_path()}", got=name)
+        m = Meter.__new__(Meter)
+        m.name = _intern(name)
+        m.min = mn
+        m.max = mx
+        m.color_change = cc
+        m.value = mn
+        if node.meters is None:
+            node.meters = [m]
+        else:
+            node.meters.append(m)
+        if self.comment:
+            self.attr_state(m)
+
+    def k_label(self, words: list[str], stmt: str) -> None:
+        node = self.target("label")
+        if len(words) < 2:
+            raise self.expect("'label NAME \"value\"'", stmt.strip())
+        name = self.name(words, 1, "label")
+        value = _rest(stmt, 2)
+        if value and value[0] in "'\"":
+            q = value[0]
+            end = value.rfind(q)
+            value = value[1:end] if end > 0 else value[1:]
+        value = unescape_label(value) if "\\" in value else _intern(value) if len(value) < 32 else value
+        for lb in node.labels or ():
+            if lb.name == name:
+                raise self.error(f"duplicate label {name!r} on {node.get_abs_node_path()}", got=name)
+        lb = Label.__new__(Label)
+        lb.name = _intern(name)
+        lb.value = value
+        lb.new_value = ""
+        if node.labels is None:
+            node.labels = [lb]
+        else:
+            node.labels.append(lb)
+        if self.comment and self.state_form:
+            c = self.comment.strip()
+            if len(c) >= 2 and c[0] == '"' and c[-1] == '"':
+                lb.new_value = unescape_label(c[1:-1])
+
+    # ----------------------------------------------------------------- limits
+    def k_limit(self, words: list[str], stmt: str) -> None:
+        node = self.target("limit")
+        if len(words) != 3:
+            raise self.expect("'limit NAME integer'", stmt.strip())
+        name = self.name(words, 1, "limit")
+        lim = self.integer(words, 2, "the limit size (an integer)")
+        if node.find_limit(name) is not None:
+            raise self.error(f"duplicate limit {name!r} on {node.get_abs_node_path()}", got=name)
+        lm = Limit(_intern(name), lim)
+        node._append("limits", lm)
+        self.attr_state(lm)
+
+    def k_inlimit(self, words: list[str], stmt: str) -> None:
+        node = self.target("inlimit")
+        toks = words[1:]
+        only = sub = False
+        while toks and toks[0] in ("-n", "-s"):
+            if toks.pop(0) == "-n":
+                only = True
+            else:
+                sub = True
+        if only and sub:
+            raise self.error("inlimit: -n and -s can not be used together", got="-s")
+        if not toks or len(toks) > 2:
+            raise self.expect("'inlimit [-n] [-s] [path:]NAME [tokens]'", stmt.strip())
+        ref = toks[0]
+        path, _, name = ref.rpartition(":")
+        if not name or not _NAME_RE.match(name):
+            raise self.error(f"invalid limit name {name!r}", got=ref, expected="[path:]limit name")
+        tokens = 1
+        if len(toks) == 2:
+            try:
+                tokens = int(toks[1])
+            except ValueError:
+                raise self.expect("the number of tokens", toks[1]) from None
+        for il in node.inlimits or ():
+            if il.name == name and il.path == path:
+                raise self.error(f"duplicate inlimit {ref!r} on {node.get_abs_node_path()}", got=ref)
+        il = InLimit.__new__(InLimit)
+        il.name, il.path, il.tokens = _intern(name), _intern(path), tokens
+        il.limit_this_node_only, il.limit_submission, il.incremented = only, sub, False
+        node._append("inlimits", il)
+        self.attr_state(il)
+
+    # ----------------------------------------------------------------- repeat
+    def k_repeat(self, words: list[str], stmt: str) -> None:
+        node = self.target("repeat")
+        if len(words) < 2:
+            raise self.expect("a repeat kind (date, datelist, integer, enumerated, string, day, datetime)", "")
+        kind = words[1]
+        if node.repeat is not None:
+            raise self.error(f"{node.get_abs_node_path()} already has a repeat", got="repeat")
+        if node.crons:
+            raise self.error("a node can not have both a cron and a repeat", got="repeat")
+        args = words[2:]
+        if kind == "day":
+            self.no_more(words, 3)
+            r: Any = self.attr(RepeatDay, self.integer(words, 2, "the day step") if args else 1)
+        elif kind in ("integer", "date", "datetime"):
+            if len(args) not in (3, 4):
+                raise self.expect(f"'repeat {kind} NAME start end [step]'", stmt.strip())
+            name = self.name(words, 2, "repeat")
+            if kind == "datetime":
+                r = self.attr(RepeatDateTime, name, args[1], args[2], *(args[3:]))
+            else:
+                nums = [self.integer(words, k, f"an integer for repeat {kind}") for k in range(3, len(words))]
+                r = self.attr(RepeatInteger if kind == "integer" else RepeatDate, name, *nums)
+        elif kind in ("enumerated", "string", "datelist"):
+            name = self.name(words, 2, "repeat")
+            vals = [_strip_quotes(w) for w in args[1:]]
+            if not vals:
+                raise self.expect(f"at least one value for repeat {kind} {name}", "")
+            cls = {"enumerated": RepeatEnumerated, "string": RepeatString, "datelist": RepeatDateList}[kind]
+            r = self.attr(cls, name, vals)
+        elif kind == "file":
+            return  # accepted and ignored, as ecFlow does
+        else:
+            raise self.expect("a repeat kind (date, datelist, integer, enumerated, string, day, datetime)", kind)
+        node.repeat = r
+        if self.comment and self.state_form:
+            c = self.comment.strip()
+            if c:
+                self.attr(r.set_value_from_state, c)
+
+    # ----------------------------------------------------------------- time dependencies
+    def _series(self, words: list[str], stmt: str, kw: str) -> TimeSeries:
+        args = words[1:]
+        if len(args) not in (1, 3):
+            raise self.expect(f"'{kw} [+]HH:MM' or '{kw} [+]HH:MM HH:MM HH:MM'", stmt.strip())
+        ts = self.attr(TimeSeries, " ".join(args))
+        if ts.finish is not None and ts.incr.minutes() > ts.finish.minutes() - ts.start.minutes() \
+                and ts.finish != ts.start:
+            raise self.error(f"{kw}: increment {ts.incr} is longer than {ts.start}..{ts.finish}", got=args[2])
+        return ts
+
+    def k_time(self, words: list[str], stmt: str) -> None:
+        node = self.target("time")
+        t = Time(self._series(words, stmt, "time"))
+        node._append("times", t)
+        self.attr_state(t)
+
+    def k_today(self, words: list[str], stmt: str) -> None:
+        node = self.target("today")
+        t = Today(self._series(words, stmt, "today"))
+        node._append("todays", t)
+        self.attr_state(t)
+
+    def k_date(self, words: list[str], stmt: str) -> None:
+        node = self.target("date")
+        if len(words) != 2:
+            raise self.expect("'date DD.MM.YYYY' (* for any)", stmt.strip())
+        d = self.attr(Date, words[1])
+        node._append("dates", d)
+        self.attr_state(d)
+
+    def k_day(self, words: list[str], stmt: str) -> None:
+        node = self.target("day")
+        if len(words) != 2:
+            raise self.expect("'day sunday|monday|...'", stmt.strip())
+        d = self.attr(Day, words[1])
+        node._append("days", d)
+        self.attr_state(d)
+
+    def k_cron(self, words: list[str], stmt: str) -> None:
+        node = self.target("cron")
+        if node.repeat is not None:
+            raise self.error("a node can not have both a repeat and a cron", got="cron")
+        c = self.attr(Cron.parse, words[1:])
+        node._append("crons", c)
+        self.attr_state(c)
+
+    def k_late(self, words: list[str], stmt: str) -> None:
+        node = self.target("late")
+        if node.late is not None:
+            raise self.error(f"{node.get_abs_node_path()} already has a late attribute", got="late")
+        opts: dict[str, str] = {}
+        toks = words[1:]
+        if not toks or len(toks) % 2:
+            raise self.expect("'late [-s +HH:MM] [-a HH:MM] [-c [+]HH:MM]'", stmt.strip())
+        for k in range(0, len(toks), 2):
+            flag, val = toks[k], toks[k + 1]
+            if flag not in ("-s", "-a", "-c") or flag in opts:
+                raise self.expect("-s, -a or -c (each once)", flag)
+            opts[flag] = val
+        lt = self.attr(Late, opts.get("-s"), opts.get("-a"), opts.get("-c"))
+        node.late = lt
+        self.attr_state(lt)
+
+    def k_defstatus(self, words: list[str], stmt: str) -> None:
+        node = self.target("defstatus")
+        if len(words) != 2 or words[1] not in DState.__members__:
+            raise self.expect("a state (complete, unknown, queued, aborted, submitted, active, suspended)",
+                              words[1] if len(words) > 1 else "")
+        if getattr(self, "_defstatus_seen", None) is node:
+            raise self.error(f"{node.get_abs_node_path()} already has a defstatus", got="defstatus")
+        self._defstatus_seen = node
+        node.defstatus = DState[words[1]]
+
+    def k_clock(self, words: list[str], stmt: str) -> None:
+        node = self.target("clock")
+        if not isinstance(node, Suite):
+            raise self.error(f"'clock' is only allowed on a suite, not on {node.kind} {node.get_abs_node_path()}",
+                             got="clock")
+        if node.clock is not None:
+            raise self.error(f"suite {node.name} already has a clock", got="clock")
+        node.clock = self.attr(Clock.parse, words[1:])
+
+    def k_endclock(self, words: list[str], stmt: str) -> None:
+        node = self.target("endclock")
+        if not isinstance(node, Suite):
+            raise self.error("'endclock' is only allowed on a suite", got="endclock")
+        if node.endclock is not None:
+            raise self.error(f"suite {node.name} already has an endclock", got="endclock")
+        c = self.attr(Clock.parse, words[1:], True)
+        node.endclock = EndClock(False, c.day, c.month, c.year, c.gain, c.positive_gain, c.start_stop_with_server)
+
+    def k_autocancel(self, words: list[str], stmt: str) -> None:
+        node = self.target("autocancel")
+        if len(words) != 2:
+            raise self.expect("'autocancel [+]HH:MM' or 'autocancel DAYS'", stmt.strip())
+        if node.autoarchive is not None or node.autocancel is not None:
+            raise self.error("a node can have only one of autocancel / autoarchive", got="autocancel")
+        node.autocancel = self.attr(Autocancel, words[1])
+
+    def k_autoarchive(self, words: list[str], stmt: str) -> None:
+        node = self.target("autoarchive")
+        if len(words) not in (2, 3) or (len(words) == 3 and words[2] != "-i"):
+            raise self.expect("'autoarchive [+]HH:MM|DAYS [-i]'", stmt.strip())
+        if node.autoarchive is not None or node.autocancel is not None:
+            raise self.error("a node can have only one of autocancel / autoarchive", got="autoarchive")
+        node.autoarchive = self.attr(Autoarchive, words[1], True, len(words) == 3)
+
+    def k_autorestore(self, words: list[str], stmt: str) -> None:
+        node = self.target("autorestore")
+        if node.autorestore is not None:
+            raise self.error(f"{node.get_abs_node_path()} already has an autorestore", got="autorestore")
+        if len(words) < 2:
+            raise self.expect("at least one path after 'autorestore'", "")
+        node.autorestore = Autorestore(words[1:])
+
+    def k_verify(self, words: list[str], stmt: str) -> None:
+        node = self.target("verify")
+        if len(words) != 2 or ":" not in words[1]:
+            raise self.expect("'verify STATE:COUNT'", stmt.strip())
+        st, _, cnt = words[1].partition(":")
+        if not cnt.isdigit():
+            raise self.expect("an integer count after 'verify STATE:'", cnt)
+        if any(v.state_name == st for v in node.verifies or ()):
+            raise self.error(f"duplicate verify for state {st!r}", got=words[1])
+        v = self.attr(Verify, st, int(cnt))
+        node._append("verifies", v)
+        self.attr_state(v)
+
+    def k_zombie(self, words: list[str], stmt: str) -> None:
+        node = self.target("zombie")
+        if len(words) != 2 or words[1].count(":") != 3:
+            raise self.expect("'zombie TYPE:ACTION:CHILD_CMDS:LIFETIME'", stmt.strip())
+        z = self.attr(ZombieAttr, words[1])
+        if any(x.zombie_type == z.zombie_type for x in node.zombies or ()):
+            raise self.error(f"duplicate zombie type {z.zombie_type!r}", got=words[1])
+        node._append("zombies", z)
+
+    def k_queue(self, words: list[str], stmt: str) -> None:
+        node = self.target("queue")
+        name = self.name(words, 1, "queue")
+        if len(words) < 3:
+            raise self.expect(f"at least one value for queue {name}", "")
+        if node.find_queue(name) is not None:
+            raise self.error(f"duplicate queue {name!r}", got=name)
+        q = Queue(name, [_strip_quotes(w) for w in words[2:]])
+        node._append("queues", q)
+        self.attr_state(q)
+
+    def k_generic(self, words: list[str], stmt: str) -> None:
+        node = self.target("generic")
+        name = self.name(words, 1, "generic")
+        if node.find_generic(name) is not None:
+            raise self.error(f"duplicate generic {name!r}", got=name)
+        node._append("generics", Generic(name, words[2:]))
+
+    def _options(self, words: list[str], stmt: str, kw: str, cls: type) -> None:
+        node = self.target(kw)
+        toks = words[1:]
+        if "--name" not in toks or toks.index("--name") + 1 >= len(toks):
+            raise self.expect(f"'{kw} --name NAME ...'", stmt.strip())
+        k = toks.index("--name")
+        name = toks[k + 1]
+        opts = toks[:k] + toks[k + 2:]
+        node._append(kw + "s", cls(name, opts))
+
+    def k_aviso(self, words: list[str], stmt: str) -> None:
+        self._options(words, stmt, "aviso", Aviso)
+
+    def k_mirror(self, words: list[str], stmt: str) -> None:
+        self._options(words, stmt, "mirror", Mirror)
+
+
+def _apply_attr_state(a: Any, c: str) -> None:
+    if isinstance(a, Event):
+        a.value = c == "set" if c in ("set", "clear") else a.value
+    elif isinstance(a, Meter):
+        a.value = int(c)
+    elif isinstance(a, Limit):
+        bits = c.split()
+        a.value = int(bits[0])
+        a.paths = bits[1:] or None
+    elif isinstance(a, InLimit):
+        a.incremented = c == "incremented:1"
+    elif isinstance(a, Queue):
+        bits = c.split()
+        a.index = int(bits[0])
+        a.states = bits[1:] or None
+    elif isinstance(a, Verify):
+        a.actual = int(c.split()[0])
+    elif isinstance(a, Late):
+        a.is_late = c == "late"
+    elif isinstance(a, (Time, Today, Cron, Date, Day)):
+        for item in c.split():
+            if item == "free":
+                a.free = True
+            elif item == "expired" and hasattr(a, "expired"):
+                a.expired = True
+            elif item.startswith("next:") and hasattr(a, "next_slot"):
+                a.next_slot = int(item[5:])
