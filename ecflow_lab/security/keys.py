@@ -10,8 +10,8 @@ Layout of the key directory (default ``~/.ecflow_lab/keys``, or ``$ECFLOW_LAB_KE
     authorized_clients/   public keys (``*.key``) of other users' clients this user's servers accept
 
 Files use ZeroMQ's certificate format, so ``zmq.auth.load_certificate`` reads them too. A server accepts
-this user's own ``client.key`` plus every key in ``authorized_clients/`` (the name of the file is the user
-name the server sees for that key).
+this user's own ``client.key`` (seen by the server as this user's login name) plus every key in
+``authorized_clients/`` (the file name is the user name the server sees for that key).
 
 Usage::
 
@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import getpass
 import os
+import pwd
 import re
 import stat
 import sys
@@ -176,16 +178,28 @@ def load_public(name_or_path: str | os.PathLike[str] = "server",
 
 def authorized_client_keys(directory: str | os.PathLike[str] | None = None,
                            own_client: str | None = "client") -> dict[bytes, str]:
-    """``{public key: user name}`` accepted by this user's servers: own client key + ``authorized_clients/``."""
+    """``{public key: user name}`` accepted by this user's servers: own client key + ``authorized_clients/``.
+
+    The own client key maps to the login name of the key directory's owner, each authorized key to its
+    file name; a server sees that name as the ``User-Id`` of the connection (an authenticated identity,
+    unlike the user name a request merely claims).
+    """
     d = keys_dir(directory)
     found: dict[bytes, str] = {}
     if own_client and (d / f"{own_client}.key").exists():
-        found[_read_cert(d / f"{own_client}.key")[0]] = own_client
+        found[_read_cert(d / f"{own_client}.key")[0]] = _owner(d)
     auth = d / AUTHORIZED
     if auth.is_dir():
         for f in sorted(auth.glob("*.key")):
             found[_read_cert(f)[0]] = f.stem
     return found
+
+
+def _owner(path: Path) -> str:
+    try:
+        return pwd.getpwuid(path.stat().st_uid).pw_name
+    except (KeyError, OSError):
+        return getpass.getuser()
 
 
 def authorize_client(public_file: str | os.PathLike[str], directory: str | os.PathLike[str] | None = None,

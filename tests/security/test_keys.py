@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import stat
 import subprocess
@@ -97,7 +98,7 @@ def test_authorized_clients(tmp_path):
     generate_keypair("client", mine)
     alice = generate_keypair("client", alice_dir)
     keys = authorized_client_keys(mine)
-    assert list(keys.values()) == ["client"]
+    assert list(keys.values()) == [getpass.getuser()]  # own key: the login name
     dest = authorize_client(alice.public_file, mine, name="alice")
     assert dest.parent.name == "authorized_clients"
     keys = authorized_client_keys(mine)
