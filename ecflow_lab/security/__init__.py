@@ -38,6 +38,7 @@ from .passwd import (
     client_password,
     generate_password,
     hash_password,
+    job_password_ok,
     passwd_path,
     verify_password,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "hash_password",
     "is_private",
     "is_write_request",
+    "job_password_ok",
     "keys_dir",
     "load_keypair",
     "load_public",

@@ -37,6 +37,7 @@ __all__ = [
     "hash_password",
     "verify_password",
     "generate_password",
+    "job_password_ok",
 ]
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
@@ -269,6 +270,19 @@ def verify_password(password: str, stored: str) -> bool:
     expected = base64.b64decode(m.group(5))
     digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=len(expected), maxmem=2**26)
     return hmac.compare_digest(digest, expected)
+
+
+def job_password_ok(expected: str | None, sent: str | None) -> bool:
+    """ecFlow's job-password check for child commands (``ECF_PASS``), in constant time.
+
+    ``expected == "FREE"`` (``ECF_PASS`` set to FREE on the task) bypasses the check; an empty expected
+    password (never submitted) accepts nothing.
+    """
+    if expected == "FREE":
+        return True
+    if not expected:
+        return False
+    return hmac.compare_digest(expected.encode(), (sent or "").encode())
 
 
 def generate_password(length: int = 8) -> str:

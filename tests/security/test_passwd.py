@@ -12,6 +12,7 @@ from ecflow_lab.security import (
     client_password,
     generate_password,
     hash_password,
+    job_password_ok,
     passwd_path,
     verify_password,
 )
@@ -151,3 +152,11 @@ def test_hash_and_verify_password():
 def test_generate_password():
     a, b = generate_password(), generate_password()
     assert len(a) == 8 and a.isalnum() and a != b
+
+
+def test_job_password_check():
+    assert job_password_ok("Ab3dEf7h", "Ab3dEf7h")
+    assert not job_password_ok("Ab3dEf7h", "Ab3dEf7")
+    assert not job_password_ok("Ab3dEf7h", None)
+    assert job_password_ok("FREE", "anything")  # ECF_PASS=FREE on the task bypasses the check
+    assert not job_password_ok("", "")  # a task never submitted has no valid password
