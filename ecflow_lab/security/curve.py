@@ -154,7 +154,13 @@ class CurveServer:
         self._policy = _KeyPolicy(self._normalise(allowed_clients), self._on_refuse)
         self._auth = _NamedAuthenticator(self.context, log=logging.getLogger(f"{__name__}.zap"))
         self._auth.policy = self._policy
-        self._auth.start()
+        try:
+            self._auth.start()
+        except zmq.ZMQError as exc:
+            if self._own_context:
+                self.context.destroy(linger=0)
+            raise RuntimeError("a ZAP authenticator already runs in this zmq context; use one CurveServer per "
+                               "context (leave context=None and make sockets with CurveServer.socket)") from exc
         for domain in ("*", zap_domain):
             self._auth.configure_curve_callback(domain=domain, credentials_provider=self._policy)
         self._closed = False

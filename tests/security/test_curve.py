@@ -189,3 +189,12 @@ def test_per_server_keys_and_missing_keys(tmp_path, ctx):
         CurveServer.from_setting("1", "x", 1, directory=tmp_path / "empty")
     with pytest.raises(KeyFileError, match="server's public key"):
         ClientCurve("1", directory=tmp_path / "empty").keys("x", 1)
+
+
+def test_one_curve_server_per_context(tmp_path):
+    kp = generate_keypair("server", tmp_path)
+    with CurveServer(kp, {}) as first:
+        with pytest.raises(RuntimeError, match="one CurveServer per context"):
+            CurveServer(kp, {}, context=first.context)
+        with CurveServer(kp, {}) as second:  # its own context: fine beside the first
+            assert second.context is not first.context
