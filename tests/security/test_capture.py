@@ -57,3 +57,42 @@ def test_marker_visible_without_curve_and_hidden_with_it(keydir, backend):
     assert marker not in secure.data
     assert marker[:14] not in secure.data  # not even the prefix: nothing of the request is readable
     assert b'"cmd": "alter"' not in secure.data
+
+
+def publish(encrypted: bool, keydir) -> tuple[bytes, LoopbackCapture]:
+    """A change delta with a marker value on a PUB socket (the server's delta stream), under capture."""
+    marker = f"ECF_DELTA_VALUE_{secrets.token_hex(8)}".encode()
+    curve = CurveServer.from_setting("1" if encrypted else None, directory=keydir)
+    ctx = curve.context if curve else zmq.Context()
+    try:
+        pub = curve.socket(zmq.PUB) if curve else ctx.socket(zmq.PUB)
+        port = pub.bind_to_random_port("tcp://127.0.0.1")
+        with LoopbackCapture(port) as cap:
+            sub = ctx.socket(zmq.SUB)
+            sub.setsockopt(zmq.SUBSCRIBE, b"delta ")
+            ClientCurve("1" if encrypted else None, directory=keydir).connect(sub, "127.0.0.1", port)
+            got = None
+            for _ in range(100):  # PUB drops messages until the subscription has arrived
+                pub.send(b'delta {"changes": [{"path": "/s/t", "var": "' + marker + b'"}]}')
+                if sub.poll(50):
+                    got = sub.recv()
+                    break
+            assert got is not None and marker in got
+            sub.close(linger=0)
+        pub.close(linger=0)
+    finally:
+        if curve:
+            curve.close()
+        else:
+            ctx.destroy(linger=0)
+    return marker, cap
+
+
+def test_delta_stream_hidden_with_curve(keydir):
+    reason = capture_unavailable("raw")
+    if reason:
+        pytest.skip(f"cannot capture loopback traffic: {reason}")
+    marker, plain = publish(False, keydir)
+    assert marker in plain.data
+    marker, secure = publish(True, keydir)
+    assert marker not in secure.data and b"ECF_DELTA_VALUE_" not in secure.data
