@@ -176,7 +176,7 @@ class WhiteList:
         elif isinstance(path, str):
             paths = [path]
         else:
-            paths = list(path)
+            paths = list(path) or None  # an empty list names no path
         if write:
             if rules.all_write:
                 return True

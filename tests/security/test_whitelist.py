@@ -72,6 +72,8 @@ def test_per_suite_paths_cover_subtrees_only(wl):
     assert not wl.allows("bill", ["/suiteX/a", "/suiteC/b"], write=True)
     # a write naming no path (delete_all, shutdown) needs unrestricted access
     assert not wl.allows("bill", write=True)
+    assert not wl.allows("bill", [], write=True)
+    assert wl.allows("uid1", [], write=True)
     # a read naming no path only needs the user to be listed (ecFlow: --news, --stats)
     assert wl.allows("bill")
 
