@@ -1150,10 +1150,11 @@ class ZombieAttr(_Attr):
         for c in cmds:
             if c not in CHILD_CMDS:
                 raise ValueError(f"zombie child command {c!r}: expected one of {', '.join(CHILD_CMDS)}")
-        self.zombie_type, self.action, self.child_cmds = zombie_type, action, cmds
-        if lifetime is None:
-            lifetime = 300 if zombie_type == "user" else 3600
-        self.lifetime = max(60, int(lifetime)) if lifetime else int(lifetime)
+        # ecFlow's defaults: action 'block'; lifetime 300 s (user), 900 s (path), 3600 s (ecf*)
+        self.zombie_type, self.action, self.child_cmds = zombie_type, action or "block", cmds
+        if not lifetime:
+            lifetime = {"user": 300, "path": 900}.get(zombie_type, 3600)
+        self.lifetime = int(lifetime)
 
     def write(self) -> str:
         return f"zombie {self.zombie_type}:{self.action}:{','.join(self.child_cmds)}:{self.lifetime}"

@@ -225,7 +225,7 @@ class _Parser:
             if "#" in line or ";" in line or "\\" in line:
                 if line.rstrip().endswith("\\"):
                     while line.rstrip().endswith("\\") and i < n:
-                        line = line.rstrip()[:-1] + " " + lines[i].strip()
+                        line = line.rstrip()[:-1].rstrip() + " " + lines[i].strip()
                         i += 1
                 self.line = line
                 stmts, comment = _scan(line)

@@ -103,7 +103,7 @@ def _write(n: Node, depth: int, out: list[str], state: bool) -> None:
         for c in n.children:
             _write(c, depth + 1, out, state)
         out.append(_ind(depth) + ("endsuite" if isinstance(n, Suite) else "endfamily"))
-    elif isinstance(n, Task) and n.aliases:
+    elif state and isinstance(n, Task) and n.aliases:  # aliases only exist in checkpoints
         for a in n.aliases:
             _write(a, depth + 1, out, state)
             out.append(_ind(depth + 1) + "endalias")

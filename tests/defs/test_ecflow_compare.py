@@ -1,0 +1,94 @@
+"""Real ecFlow (Debian's python3-ecflow 5.9.2) must read our writer's output as the original means.
+
+For every good_defs file: ecFlow's printout of OUR output == ecFlow's printout of the original.
+All files go through ONE /usr/bin/python3 subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ecflow_lab.defs import Defs
+
+ECFLOW_PY = "/usr/bin/python3"
+HERE = Path(__file__).parent
+CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "ecflow"
+
+# Keywords ecFlow 5.9.2 does not know (added in later releases): real ecFlow rejects these files
+# whatever we write, so the comparison cannot be made.
+NOT_IN_592 = {
+    "aviso/aviso.def": "ecFlow 5.9.2 has no 'aviso' attribute (added in 5.10)",
+    "mirror/mirror.def": "ecFlow 5.9.2 has no 'mirror' attribute (added in 5.10)",
+    "repeat/repeat_datetime.def": "ecFlow 5.9.2 has no 'repeat datetime' (added in 5.11)",
+}
+
+
+def _ecflow_available() -> str | None:
+    try:
+        r = subprocess.run([ECFLOW_PY, "-c", "import ecflow"], capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{ECFLOW_PY} not runnable: {e}"
+    if r.returncode:
+        return f"{ECFLOW_PY} can not import ecflow (install Debian's python3-ecflow)"
+    return None
+
+
+def _good_files() -> list[Path]:
+    base = CONFORMANCE / "good_defs"
+    return sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else []
+
+
+GOOD = _good_files()
+
+
+@pytest.fixture(scope="module")
+def ecflow_prints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, dict]]:
+    why = _ecflow_available()
+    if why:
+        pytest.skip(why)
+    out_dir = tmp_path_factory.mktemp("ours")
+    pairs: dict[str, tuple[str, str]] = {}
+    for i, f in enumerate(GOOD):
+        rel = str(f.relative_to(CONFORMANCE / "good_defs"))
+        ours = out_dir / f"{i}.def"
+        ours.write_text(str(Defs(str(f))))
+        orig = str(f)
+        raw = f.read_text(errors="replace")
+        if not raw.endswith("\n") and ";" in raw.rsplit("\n", 1)[-1]:
+            # ecFlow 5.9.2 quirk: on a last line without a newline it drops everything after the first
+            # ';' (``suite a; task t; endsuite`` gives an empty suite).  Compare with the file as meant.
+            fixed = out_dir / f"{i}.orig.def"
+            fixed.write_text(raw + "\n")
+            orig = str(fixed)
+        pairs[rel] = (orig, str(ours))
+    paths = [p for pair in pairs.values() for p in pair]
+    r = subprocess.run([ECFLOW_PY, str(HERE / "_ecflow_print.py")], input=json.dumps(paths), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    return {rel: (dict(res[a], fixed=a.endswith(".orig.def")), res[b]) for rel, (a, b) in pairs.items()}
+
+
+@pytest.mark.ecflow
+@pytest.mark.parametrize("rel", [str(f.relative_to(CONFORMANCE / "good_defs")) for f in GOOD])
+def test_ecflow_reads_our_output_the_same(rel: str, ecflow_prints: dict) -> None:
+    if rel in NOT_IN_592:
+        pytest.xfail(NOT_IN_592[rel])
+    orig, ours = ecflow_prints[rel]
+    if not orig["ok"] and orig.get("fixed"):
+        pytest.xfail("ecFlow 5.9.2 accepts this file only because it drops the statements of its unterminated "
+                     f"last line; read in full it rejects it: {orig['text'].splitlines()[0]}")
+    assert orig["ok"], f"ecFlow rejects the original: {orig['text']}"
+    assert ours["ok"], f"ecFlow rejects our output: {ours['text']}"
+    assert ours["text"] == orig["text"]
+
+
+@pytest.mark.ecflow
+def test_corpus_present() -> None:
+    if not GOOD:
+        pytest.skip(f"{CONFORMANCE} is not present")
+    assert len(GOOD) > 100

@@ -1,0 +1,157 @@
+"""Parser details: syntax forms, error positions, state form, continuation lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from ecflow_lab.defs import (
+    Alias,
+    Defs,
+    DefsSyntaxError,
+    DState,
+    NState,
+    RepeatDate,
+    RepeatInteger,
+    RepeatString,
+    SState,
+)
+
+
+def parse(text: str) -> Defs:
+    return Defs.from_string(text, filename="t.def")
+
+
+def test_error_names_file_line_column_expected_and_got() -> None:
+    text = "suite s\n  family f\n    task t\n  endsuite\n"
+    # ecFlow accepts 'endsuite' with families open; a second 'suite' inside is an error
+    text = "suite s\n  family f\n    task t\n  suite x\n"
+    with pytest.raises(DefsSyntaxError) as ei:
+        parse(text)
+    e = ei.value
+    assert (e.file, e.line, e.column) == ("t.def", 4, 3)
+    assert e.expected == "'endfamily'" and e.got == "suite"
+    assert str(e).startswith("t.def:4:3: expected 'endfamily', got 'suite'")
+    assert isinstance(e, RuntimeError)
+
+
+def test_endfamily_without_family() -> None:
+    with pytest.raises(DefsSyntaxError, match=r"t.def:3:1: expected 'endsuite', got 'endfamily'"):
+        parse("suite s\ntask t\nendfamily\n")
+
+
+def test_error_for_bad_attribute_points_at_value() -> None:
+    with pytest.raises(DefsSyntaxError) as ei:
+        parse("suite s\n  task t\n    meter m 0 x\n")
+    assert ei.value.line == 3 and ei.value.got == "x"
+    assert ei.value.column == len("    meter m 0 ") + 1
+
+
+def test_missing_file_is_a_defs_error(tmp_path) -> None:
+    with pytest.raises(DefsSyntaxError, match="can not read"):
+        Defs(str(tmp_path / "nope.def"))
+
+
+def test_multi_statement_lines_comments_and_quotes() -> None:
+    d = parse("suite s; edit A 'x;y' # c\n task t; label l \"a; b\"; event 1 e set; endsuite\n")
+    t = d.find_abs_node("/s/t")
+    assert d.find_abs_node("/s").find_variable("A").value == "x;y"
+    assert t.find_label("l").value == "a; b"
+    assert t.find_event("e").initial is True and t.find_event("1") is t.find_event("e")
+
+
+def test_trigger_continuation_and_parts() -> None:
+    d = parse("suite s\n task a\n task b\n task t\n  trigger a == complete and \\\n     b == complete\n"
+              "  trigger -o a == aborted\n  complete -a b == complete\nendsuite\n")
+    t = d.find_abs_node("/s/t")
+    assert t.trigger.text == "a == complete and b == complete"
+    assert t.trigger.expression == "a == complete and b == complete or a == aborted"
+    assert t.complete.expression == "b == complete"
+    assert "trigger -o a == aborted" in str(d)
+    assert parse(str(d)) == d
+
+
+def test_edit_values_forms() -> None:
+    d = parse("suite s\n edit A 'a b'\n edit B \"c d\"\n edit C plain # comment\n edit D ''\nendsuite\n")
+    s = d.find_suite("s")
+    assert [(v.name, v.value) for v in s.variables] == [("A", "a b"), ("B", "c d"), ("C", "plain"), ("D", "")]
+
+
+def test_repeats_and_generated_variables() -> None:
+    d = parse("suite s\n family f\n  repeat date YMD 20200228 20200302 1\n  task t\n   trigger ../f:YMD_DOW == 6\n"
+              " endfamily\n family g\n  repeat string S a b c\n endfamily\n"
+              " family h\n  repeat integer I 0 10 5\n endfamily\nendsuite\n")
+    r = d.find_abs_node("/s/f").repeat
+    assert isinstance(r, RepeatDate) and r.value() == 20200228 and r.size() == 4
+    assert r.increment() and r.value() == 20200229
+    assert r.generated_variables()["YMD_DOW"] == "6"  # 29 Feb 2020 was a Saturday
+    assert isinstance(d.find_abs_node("/s/g").repeat, RepeatString)
+    ri = d.find_abs_node("/s/h").repeat
+    assert isinstance(ri, RepeatInteger) and ri.size() == 3
+
+
+def test_state_form_round_trip_keeps_runtime_state() -> None:
+    d = parse("suite s\n limit l 2\n family f\n  task t\n   event e\n   meter m 0 10\n   label info \"x\"\n"
+              "   repeat integer I 1 5\n   time 10:00 12:00 01:00\n   inlimit /s:l\n endfamily\nendsuite\n")
+    s = d.find_suite("s")
+    t = d.find_abs_node("/s/f/t")
+    s.begun = True
+    s.state = t.state = NState.active
+    t.suspended = True
+    t.set_flag("late")
+    t.try_no, t.password, t.rid, t.abort_reason = 2, "Xy12ab3Z", "4242", "killed by signal 9"
+    t.find_event("e").value = True
+    t.find_meter("m").value = 7
+    t.find_label("info").new_value = "step 3\nof 5"
+    t.repeat.index = 2
+    t.times[0].free = True
+    s.find_limit("l").increment(1, "/s/f/t")
+    t.inlimits[0].incremented = True
+    s.calendar = {"initTime": "2020-01-01T00:00:00", "duration": "3600"}
+    d.server_state = SState.RUNNING
+    d.server_variables = None
+    text = d.to_string(state=True)
+    assert "defs_state STATE" in text
+    back = parse(text)
+    assert back == d
+    bt = back.find_abs_node("/s/f/t")
+    assert bt.abort_reason == "killed by signal 9" and bt.find_label("info").new_value == "step 3\nof 5"
+    assert back.find_suite("s").find_limit("l").paths == ["/s/f/t"]
+    # the definition form drops the state
+    plain = parse(str(d))
+    assert plain.find_abs_node("/s/f/t").state is NState.unknown
+
+
+def test_save_as_checkpt_and_restore(tmp_path) -> None:
+    d = parse("suite s\n task t\nendsuite\n")
+    d.find_abs_node("/s/t").state = NState.complete
+    p = tmp_path / "x.check"
+    d.save_as_checkpt(str(p))
+    assert Defs(str(p)) == d
+    d.save_as_defs(str(tmp_path / "x.def"))
+    assert Defs(str(tmp_path / "x.def")).find_abs_node("/s/t").state is NState.unknown
+
+
+def test_aliases_in_state_form_only() -> None:
+    d = parse("defs_state MIGRATE\nsuite s\n task t\n  alias alias0\n   edit odd:name 'x'\n  endalias\nendsuite\n")
+    t = d.find_abs_node("/s/t")
+    assert isinstance(t.aliases[0], Alias)
+    assert d.find_abs_node("/s/t/alias0") is t.aliases[0]
+    assert "alias" not in str(d)
+    assert "alias alias0" in d.to_string(state=True)
+
+
+def test_defstatus_and_suite_restrictions() -> None:
+    d = parse("suite s\n defstatus suspended\n task t\n  defstatus complete\nendsuite\n")
+    assert d.find_suite("s").defstatus is DState.suspended
+    for bad in ("suite s\n trigger 1 == 1\nendsuite\n", "suite s\n time 10:00\nendsuite\n",
+                "suite s\n task t\n  autoarchive 1\nendsuite\n", "suite s\n family f\n  clock real\nendsuite\n"):
+        with pytest.raises(DefsSyntaxError, match="not allowed|only allowed"):
+            parse(bad)
+
+
+def test_server_variables_in_checkpoint() -> None:
+    d = parse("#5.9.2\ndefs_state STATE state:queued server_state:RUNNING\nedit ECF_HOME '/x' # server\n"
+              "edit USER_V 'u'\nsuite s\nendsuite\n")
+    assert d.server_state is SState.RUNNING and d.state is NState.queued
+    assert d.server_variables[0].value == "/x" and d.find_variable("USER_V").value == "u"
+    assert parse(d.to_string(state=True)) == d
