@@ -705,6 +705,12 @@ class _TimeAttr(_Attr):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if len(args) == 1 and isinstance(args[0], TimeSeries):
             self.series = args[0]
+        elif len(args) >= 2 and isinstance(args[0], int) and isinstance(args[1], int):
+            # ecflow style: Time(10, 30) / Time(10, 30, True) (relative)
+            rel = bool(args[2]) if len(args) > 2 else bool(kwargs.get("relative", False))
+            self.series = TimeSeries(TimeSlot(args[0], args[1]), relative=rel)
+        elif len(args) == 1 and isinstance(args[0], TimeSlot):
+            self.series = TimeSeries(args[0], **kwargs)
         else:
             self.series = TimeSeries(*args, **kwargs)
         self.free = False

@@ -79,6 +79,7 @@ _intern = sys.intern
 
 # with-blocks of the pythonic builder: [container, [created objects]]
 _BLOCKS: list[list[Any]] = []
+_DEPTH = [0]
 
 
 def valid_name(name: str) -> bool:
@@ -109,8 +110,15 @@ def _record_attr_init(cls: type) -> None:
     orig = cls.__init__
 
     def __init__(self: Any, *a: Any, **k: Any) -> None:
-        orig(self, *a, **k)
-        if _BLOCKS and type(self) is cls:
+        if not _BLOCKS:
+            orig(self, *a, **k)
+            return
+        _DEPTH[0] += 1  # objects built inside another constructor (Edit's variables) are not recorded
+        try:
+            orig(self, *a, **k)
+        finally:
+            _DEPTH[0] -= 1
+        if _DEPTH[0] == 0 and type(self) is cls:
             _BLOCKS[-1][1].append(self)
 
     __init__.__doc__ = orig.__doc__
