@@ -93,6 +93,7 @@ class MoverState:
     ident: bytes
     data_addr: str = ""
     data_ipc: str = ""
+    data_fd: str = ""
     store: str = ""
     host: str = ""
     capacity: int = 8
@@ -345,6 +346,7 @@ class Master:
         m.ident = ident
         m.data_addr = str(hdr.get("data_addr", ""))
         m.data_ipc = str(hdr.get("data_ipc", ""))
+        m.data_fd = str(hdr.get("data_fd", ""))
         m.store = str(hdr.get("store", ""))
         m.host = str(hdr.get("host", ""))
         m.capacity = int(hdr.get("capacity", 8))
@@ -651,7 +653,7 @@ class Master:
                 self._abandon(ids[0], "no data mover available")
                 raise TransferError("no data mover available to receive the file")
             rel = store_rel_path(ids[0])
-            reply.update(mover=m.data_addr, mover_ipc=m.data_ipc, mover_host=m.host, mover_name=m.name, store_path=rel, checksum=self.checksum,
+            reply.update(mover=m.data_addr, mover_ipc=m.data_ipc, mover_fd=m.data_fd, mover_host=m.host, mover_name=m.name, store_path=rel, checksum=self.checksum,
                          token=upload_token(self.secret, ids[0], int(files[0]["size"]), rel))
         return reply
 

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import hmac
 import logging
+import mmap
 import os
 import queue
 import signal
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -113,6 +115,9 @@ class Mover:
         self.fsync = fsync
         self.data_addr = ""
         self.data_ipc = ""
+        self.data_fd = ""
+        self._fd_listener: socket.socket | None = None
+        self._fd_path: Path | None = None
         self.ready = threading.Event()
         self._stop = threading.Event()
         self._active: dict[tuple[str, int], tuple[int, threading.Event]] = {}
@@ -150,6 +155,12 @@ class Mover:
             path = Path(tempfile.gettempdir()) / f"ecpds-mover-{uuid.uuid4().hex[:12]}.sock"
             data.bind(f"ipc://{path}")
             self.data_ipc = f"ipc://{path}"
+            self._fd_path = path.with_suffix(".fd")
+            self._fd_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._fd_listener.bind(str(self._fd_path))
+            self._fd_listener.listen(64)
+            self._fd_listener.setblocking(False)
+            self.data_fd = str(self._fd_path)
         wake = ctx.socket(zmq.PULL)
         wake.bind(self._wake_addr)
         self._wake_sock = ctx.socket(zmq.PUSH)
@@ -158,6 +169,8 @@ class Mover:
         poller = zmq.Poller()
         for s in (ctl, data, wake):
             poller.register(s, zmq.POLLIN)
+        if self._fd_listener is not None:
+            poller.register(self._fd_listener.fileno(), zmq.POLLIN)
         outbox: list[dict[str, Any]] = []
         last_hb = 0.0
         last_sweep = time.monotonic()
@@ -184,6 +197,8 @@ class Mover:
                         except zmq.Again:
                             break
                         self._on_master(ctl, data, workers, frames)
+                if self._fd_listener is not None and self._fd_listener.fileno() in events:
+                    self._accept_fd_push(workers)
                 if wake in events:
                     while True:
                         try:
@@ -195,7 +210,12 @@ class Mover:
                         res = self._results.get_nowait()
                     except queue.Empty:
                         break
-                    if res["op"] != "progress":
+                    if res["op"] == "fd_stored":
+                        self._waiting_ack[res["upload"]] = res.pop("conn")
+                        res["op"] = "stored"
+                    elif res["op"] == "upload_failed":
+                        pass
+                    elif res["op"] != "progress":
                         self._active.pop((res["kind"], res["id"]), None)
                     outbox.append(res)
                 while outbox and self._send_master(ctl, outbox[0]):
@@ -215,9 +235,16 @@ class Mover:
                 s.close(0)
             if self.data_ipc:
                 Path(self.data_ipc[len("ipc://"):]).unlink(missing_ok=True)
+            if self._fd_listener is not None:
+                self._fd_listener.close()
+                self._fd_path.unlink(missing_ok=True)
+            for pending in self._waiting_ack.values():
+                if isinstance(pending, socket.socket):
+                    pending.close()
 
     def _hb(self) -> dict[str, Any]:
         return {"op": "hb", "name": self.name, "data_addr": self.data_addr, "data_ipc": self.data_ipc,
+                "data_fd": self.data_fd,
                 "store": str(self.store),
                 "host": socket.gethostname(), "capacity": self.threads,
                 "active": [[k, i, a] for (k, i), (a, _) in list(self._active.items())]}
@@ -270,7 +297,10 @@ class Mover:
                 else:
                     reply = {"ok": False, "error": msg.get("error")}
                     self._remove_store_file(str(self._uploads_done.pop(str(msg.get("upload")), "")))
-                data.send_multipart([ident, encode(reply)])
+                if isinstance(ident, socket.socket):
+                    _answer_fd_client(ident, reply)
+                else:
+                    data.send_multipart([ident, encode(reply)])
             self._uploads_done.pop(str(msg.get("upload")), None)
         elif not msg.get("ok", True):
             log.error("master refused: %s", msg.get("error"))
@@ -477,6 +507,57 @@ class Mover:
         self._send_master(ctl, {"op": "stored", "id": up.dfid, "size": up.received, "checksum": got,
                                 "store_path": up.store_path, "store_root": str(self.store), "upload": key})
 
+    # ------------------------------------------------------------------------------------------ same-host push
+
+    def _accept_fd_push(self, workers: ThreadPoolExecutor) -> None:
+        """A same-host client hands over an open descriptor of its file instead of streaming the bytes."""
+        while True:
+            try:
+                conn, _ = self._fd_listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            conn.setblocking(True)
+            conn.settimeout(30)
+            workers.submit(self._do_fd_push, conn)
+
+    def _do_fd_push(self, conn: socket.socket) -> None:
+        """Copy the client's file into the store in the kernel (copy_file_range) while a second thread
+        checksums the stored bytes right behind the copy; then ask the master to commit."""
+        src_fd = -1
+        try:
+            msg, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+            src_fd = fds[0] if fds else -1
+            hdr = decode(msg.split(b"\n", 1)[0])
+            dfid, size, rel = int(hdr["id"]), int(hdr["size"]), str(hdr["store_path"])
+            if not hmac.compare_digest(upload_token(self.secret, dfid, size, rel), str(hdr.get("token"))):
+                raise TransferError("upload refused: bad token (this mover does not belong to that master)")
+            if src_fd < 0:
+                raise TransferError("no file descriptor received")
+            st = os.fstat(src_fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+                raise TransferError(f"source is not a regular file of {size} bytes")
+            final = self.store / rel
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.part")
+            try:
+                checksum = _copy_and_hash(src_fd, tmp, size, hdr.get("algo") or "sha256", self.fsync)
+                os.replace(tmp, final)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        except Exception as exc:
+            _answer_fd_client(conn, {"ok": False, "error": _err(exc)})
+            if "dfid" in locals():
+                self._report({"op": "upload_failed", "id": dfid, "error": _err(exc)})
+            return
+        finally:
+            if src_fd >= 0:
+                os.close(src_fd)
+        key = uuid.uuid4().hex
+        self._uploads_done[key] = rel
+        self._report({"op": "fd_stored", "conn": conn, "upload": key, "id": dfid, "size": size,
+                      "checksum": checksum, "store_path": rel, "store_root": str(self.store)})
+
     def _expire_uploads(self, ctl: zmq.Socket) -> None:
         now = time.monotonic()
         for ident, up in list(self._uploads.items()):
@@ -499,6 +580,77 @@ class _ClosingBoth:
             self.f.close()
         finally:
             self.conn.close()
+
+
+def _answer_fd_client(conn: socket.socket, reply: dict[str, Any]) -> None:
+    try:
+        conn.sendall(encode(reply) + b"\n")
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def _copy_and_hash(src_fd: int, dst: Path, size: int, algo: str, fsync: bool) -> str:
+    """Kernel-side copy of ``src_fd`` into ``dst``; the checksum is taken from ``dst`` itself (mmap of each
+    finished region), so it describes exactly the bytes stored even if the source changes meanwhile."""
+    region = 64 << 20
+    hasher = Checksum(algo)
+    done = 0
+    cond = threading.Condition()
+    failed: list[BaseException] = []
+    dst_fd = os.open(dst, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+
+    def copier() -> None:
+        nonlocal done
+        try:
+            off = 0
+            while off < size:
+                want = min(region, size - off)
+                got = 0
+                while got < want:
+                    try:
+                        n = os.copy_file_range(src_fd, dst_fd, want - got, off + got, off + got)
+                    except OSError:  # e.g. EXDEV on old kernels: plain reads and writes
+                        data = os.pread(src_fd, want - got, off + got)
+                        n = os.pwrite(dst_fd, data, off + got) if data else 0
+                    if n == 0:
+                        raise TransferError(f"source shrank while copying (at {off + got} of {size} bytes)")
+                    got += n
+                off += want
+                with cond:
+                    done = off
+                    cond.notify()
+        except BaseException as exc:
+            with cond:
+                failed.append(exc)
+                cond.notify()
+
+    thread = threading.Thread(target=copier, name="store-copy")
+    thread.start()
+    try:
+        hashed = 0
+        while hashed < size:
+            with cond:
+                while done <= hashed and not failed:
+                    cond.wait()
+                if failed:
+                    raise failed[0]
+                end = done
+            with mmap.mmap(dst_fd, end - hashed, prot=mmap.PROT_READ, offset=hashed) as m:
+                view = memoryview(m)
+                for i in range(0, end - hashed, CHUNK):
+                    hasher.update(view[i:i + CHUNK])
+                view.release()
+            hashed = end
+    finally:
+        thread.join()
+        if fsync and not failed:
+            os.fsync(dst_fd)
+        os.close(dst_fd)
+    if failed:
+        raise failed[0]
+    return hasher.hexdigest()
 
 
 def _write_all(fd: int, buf: memoryview) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -183,3 +184,57 @@ def test_missing_source_fails_retrieval_with_error(service, ecpds, client, outdi
     t = st["transfers"][0]
     assert "No such file" in t["error"]
     assert any("retrieval attempt 1 failed" in (h["message"] or "") for h in t["history"])
+
+
+@pytest.mark.parametrize("handoff, verify", [(True, False), (False, False), (False, True)])
+def test_push_paths_hand_off_stream_and_verified_stream(service, outdir, tmp_path, handoff, verify):
+    """Same-host descriptor hand-off, ZeroMQ streaming, and streaming with a client-side checksum all
+    store exactly the source bytes under the same checksum."""
+    from ecflow_lab.transfer import TransferClient
+
+    src = tmp_path / "multi-chunk.bin"
+    src.write_bytes(os.urandom(20 * 1024 * 1024 + 123))  # several 8 MiB frames / 64 MiB regions edge
+    with TransferClient(service.address, timeout=30, local_handoff=handoff) as c:
+        c.add_destination("arch", f"file://{outdir}", replace=True)
+        seen = []
+        dfid = c.push(src, "arch", progress=lambda n, total: seen.append((n, total)))
+        st = c.wait(dfid, timeout=60)
+    assert st["data_file"]["checksum"] == "sha256:" + sha(src)
+    assert sha(outdir / src.name) == sha(src)
+    assert seen[-1] == (src.stat().st_size, src.stat().st_size)
+    store = service.home / "store"
+    assert not list(store.rglob("*.part"))
+
+
+def test_mover_refuses_forged_uploads(service, client, tmp_path):
+    """Both upload paths check the master's token: a client cannot write into the store on its own."""
+    import socket as pysocket
+
+    import zmq
+
+    info = client.request("scheduler", action="check")
+    assert len(info["movers"]) == 2
+    reply = client.request("ping")
+    assert reply["ok"]
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"x" * 10)
+    # find a mover's endpoints from a real push reply, then replay it with a forged token
+    client.add_destination("arch", f"file://{tmp_path}/out")
+    put = client.request("put", destination="arch", files=[{"target": "forged.bin", "size": 10}])
+    assert put["mover_fd"] and put["mover"]
+    with pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM) as s, open(f, "rb") as src:
+        s.connect(put["mover_fd"])
+        hdr = {"op": "begin", "id": put["id"], "size": 10, "token": "0" * 64, "store_path": put["store_path"]}
+        pysocket.send_fds(s, [json.dumps(hdr).encode() + b"\n"], [src.fileno()])
+        answer = json.loads(s.makefile("rb").readline())
+    assert not answer["ok"] and "bad token" in answer["error"]
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(put["mover"])
+    sock.send(json.dumps({**hdr, "token": "f" * 64}).encode())
+    assert sock.poll(10000)
+    answer = json.loads(sock.recv())
+    sock.close(0)
+    assert not answer["ok"] and "bad token" in answer["error"]
+    assert not (service.home / "store" / put["store_path"]).exists()
