@@ -159,6 +159,8 @@ class LocalCluster(Cluster):
         self.agents: list[subprocess.Popen] = []
         env = dict(os.environ)
         env[wire.SECRET_ENV] = self.secret.hex()
+        # workers import what the caller can import (notebook folder, test folders, ...)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)
         name = socket.gethostname()
         try:
             for h in range(hosts):

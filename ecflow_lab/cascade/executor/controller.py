@@ -32,6 +32,7 @@ MIN_INFLIGHT = 2
 AGENT_TIMEOUT_S = 10.0
 FOLLOW_MAX_INPUTS = 16  # speculative (fused) dispatch only checks consumers with this few inputs
 UNKNOWN_SIZE = 1 << 20
+MAX_KILLS = 3  # a task on a worker that dies this many times fails the run (like Dask's KilledWorker)
 
 
 class RemoteTraceback(Exception):
@@ -96,6 +97,7 @@ class Job:
         self.pub_requested: set = set()
         self.waiting_pub: dict[tuple, list] = {}
         self.npub = [0] * n
+        self.kills = [0] * n
         self.heap: list = []
         self.done = 0
         self.failed: BaseException | None = None
@@ -754,6 +756,13 @@ class Controller(threading.Thread):
                     if job.status[i] == PUBWAIT:
                         requeue.append(i)
         for i in requeue:
+            if job.worker[i] == wid:
+                job.kills[i] += 1
+                if job.kills[i] > MAX_KILLS:
+                    t = job.c.tasks[i]
+                    self._fail_job(job, TaskFailed(
+                        f"task {t.id!r} ({t.name}) was running on a worker that died {job.kills[i]} times; giving up"))
+                    return
             job.status[i] = WAITING
             job.worker[i] = None
             job.npub[i] = 0

@@ -73,7 +73,10 @@ class Worker:
                 return
             for fid, blob in funcs.items():
                 if fid not in self.funcs:
-                    self.funcs[fid] = _loads_func(blob)
+                    try:
+                        self.funcs[fid] = _loads_func(blob)
+                    except Exception as exc:  # noqa: BLE001 - reported when a task uses it
+                        self.funcs[fid] = _Unloadable(exc)
             self.data.setdefault(job, {}).update(data)
             self.store.setdefault(job, {})
             self.queue.extend((job, *t) for t in tasks)
@@ -169,6 +172,8 @@ class Worker:
         outs: list = []
         try:
             func = self.funcs[fid]
+            if type(func) is _Unloadable:
+                raise func.error
             if inputs:
                 lookup = self._lookup(job)
                 args = substitute(args, lookup)
@@ -279,6 +284,14 @@ class Worker:
             s.close(0)
         self.sock.close()
         self.ctx.term()
+
+
+class _Unloadable:
+    def __init__(self, exc: Exception) -> None:
+        self.error = RuntimeError(
+            f"cannot load the task function in the worker ({type(exc).__name__}: {exc}); "
+            "is its module importable there (PYTHONPATH)?"
+        )
 
 
 def _loads_func(blob: bytes) -> Any:

@@ -1,0 +1,337 @@
+"""The ZeroMQ executor on real processes: results, streaming, spreading, failures, dying workers, security."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from ecflow_lab.cascade.executor import LocalCluster, RemoteTraceback
+from ecflow_lab.cascade.executor import wire
+from ecflow_lab.cascade.graph import Graph, GraphError, Requirements, mark
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with LocalCluster(workers=2) as c:
+        yield c
+
+
+def one() -> int:
+    return 1
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def total(*xs: int) -> int:
+    return sum(xs)
+
+
+def test_fan_in_and_chains(cluster):
+    g = Graph()
+    srcs = [g.add_task(lambda i=i: i) for i in range(200)]
+    s = g.add_task(total, *srcs, name="sum")
+    ends = []
+    for c in range(4):
+        h = g.add_task(one)
+        for _ in range(30):
+            h = g.add_task(inc, h)
+        ends.append(h)
+    g.set_outputs([s, *ends])
+    res = cluster.run(g)
+    assert res[s] == sum(range(200))
+    assert [res[e] for e in ends] == [31] * 4
+    spans = res.trace.spans()
+    assert len([x for x in spans if x["phase"] == "compute"]) == len(g)
+    assert all(x["end"] >= x["start"] for x in spans)
+
+
+def test_nested_inputs_and_kwargs(cluster):
+    g = Graph()
+    a = g.add_task(one)
+    b = g.add_task(inc, a)
+    c = g.add_task(lambda xs, d, scale=1: (sum(xs) + d["k"]) * scale, [a, b, 10], {"k": b}, scale=3)
+    assert cluster.run(g)[c] == (1 + 2 + 10 + 2) * 3
+
+
+def test_independent_tasks_spread_over_all_workers(cluster):
+    g = Graph()
+    for _ in range(20):
+        g.add_task(time.sleep, 0.05)
+    t0 = time.perf_counter()
+    res = cluster.run(g)
+    wall = time.perf_counter() - t0
+    per = res.trace.summary()["workers"]
+    assert set(per) == {w["id"] for w in cluster.workers}
+    assert min(d["tasks"] for d in per.values()) >= 7
+    assert wall < 20 * 0.05 * 0.8  # ran in parallel, not one at a time
+
+
+def _gen_waits(marker: str, n: int):
+    """Yields output 0, then waits until a consumer of output 0 has written ``marker``."""
+    yield 0
+    deadline = time.time() + 20
+    while not os.path.exists(marker):
+        if time.time() > deadline:
+            raise TimeoutError("the consumer of output 0 did not run while the generator was alive")
+        time.sleep(0.01)
+    for i in range(1, n):
+        yield i * 10
+
+
+def _touch(x, marker: str):
+    with open(marker, "w") as f:
+        f.write(str(x))
+    return x + 1
+
+
+def test_generator_feeds_consumers_before_it_finishes(cluster, tmp_path):
+    marker = str(tmp_path / "consumed")
+    g = Graph()
+    gen = g.add_task(_gen_waits, marker, 3, num_outputs=3)
+    c0 = g.add_task(_touch, gen[0], marker, requirements=Requirements(worker="w1"))
+    c1 = g.add_task(inc, gen[1])
+    c2 = g.add_task(inc, gen[2])
+    res = cluster.run(g, retries=0)
+    assert (res[c0], res[c1], res[c2]) == (1, 11, 21)
+    ev = res.trace.events
+    gen_end = next(e["t"] for e in ev if e["kind"] == "finished" and e["task"] == gen.task)
+    c0_end = next(e["t"] for e in ev if e["kind"] == "finished" and e["task"] == c0.task)
+    assert c0_end < gen_end
+
+
+def _boom(x):
+    return 1 / (x - x)
+
+
+def test_raising_task_surfaces_exception_with_remote_traceback(cluster):
+    g = Graph()
+    a = g.add_task(one)
+    g.add_task(_boom, a, name="divider")
+    for _ in range(10):
+        g.add_task(time.sleep, 0.01)
+    with pytest.raises(ZeroDivisionError) as info:
+        cluster.run(g)
+    cause = info.value.__cause__
+    assert isinstance(cause, RemoteTraceback)
+    assert "_boom" in cause.tb and "ZeroDivisionError" in cause.tb
+    assert info.value.task_id.startswith("divider")
+    # the cluster is still usable afterwards
+    g2 = Graph()
+    h = g2.add_task(inc, 41)
+    assert cluster.run(g2)[h] == 42
+
+
+class Flaky:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __call__(self) -> str:
+        n = int(open(self.path).read()) if os.path.exists(self.path) else 0
+        with open(self.path, "w") as f:
+            f.write(str(n + 1))
+        if n < 2:
+            raise RuntimeError(f"flaky attempt {n}")
+        return "ok"
+
+
+def test_retries(cluster, tmp_path):
+    g = Graph()
+    h = g.add_task(Flaky(str(tmp_path / "n")))
+    res = cluster.run(g, retries=2)
+    assert res[h] == "ok"
+    assert sum(1 for e in res.trace.events if e["kind"] == "failed") == 2
+
+
+def test_large_arrays_move_through_shared_memory(cluster):
+    g = Graph()
+    a = g.add_task(np.arange, 4_000_000, dtype=np.float64)  # 32 MB
+    s = g.add_task(np.sum, a, requirements=Requirements(worker="w1"))
+    b = g.add_task(np.multiply, a, 2.0, requirements=Requirements(worker="w0"))
+    g.set_outputs([s, b, a])
+    res = cluster.run(g)
+    assert res[s] == pytest.approx(4_000_000 * 3_999_999 / 2)
+    assert res[b][-1] == 2 * 3_999_999
+    arr = res[a]
+    arr[0] = 5  # outputs are writable (copy-on-write mapping)
+    assert any(e["kind"] == "transfer_end" and e["bytes"] >= 32_000_000 for e in res.trace.events)
+    # the run's shared-memory files are removed once it is over (the returned arrays stay valid)
+    tag = "ecl-" + wire.mac(cluster.secret, [b"prefix"]).hex()[:8]
+    deadline = time.time() + 5
+    while [f for f in os.listdir("/dev/shm") if f.startswith(tag)] and time.time() < deadline:
+        time.sleep(0.05)
+    assert not [f for f in os.listdir("/dev/shm") if f.startswith(tag)]
+    assert res[b][-1] == 2 * 3_999_999 and arr[0] == 5
+
+
+def test_on_event_streams_pinned_trace_shape(cluster):
+    seen = []
+    lock = threading.Lock()
+
+    def cb(ev):
+        with lock:
+            seen.append(ev)
+
+    g = Graph()
+    a = g.add_task(one)
+    g.add_task(inc, a)
+    res = cluster.run(g, on_event=cb)
+    kinds = {e["kind"] for e in seen}
+    assert {"worker_joined", "planned", "started", "finished"} <= kinds
+    for e in seen:
+        assert set(e) >= {"t", "kind", "task", "name", "worker"}
+        assert isinstance(e["t"], float)
+    assert len(seen) == len(res.trace.events)
+    span = res.trace.spans()[0]
+    assert set(span) >= {"task", "name", "worker", "start", "end", "kind", "phase", "ok"}
+
+
+def test_impossible_requirement_is_a_clear_error(cluster):
+    g = Graph()
+    g.add_task(mark.needs_gpu(lambda: 1), name="gputask")
+    with pytest.raises(GraphError, match="gputask.*needs_gpu=True"):
+        cluster.run(g)
+
+
+def test_unauthenticated_messages_are_never_unpickled(cluster, tmp_path):
+    """A peer without the secret sends a pickle that would create a file when unpickled."""
+    evil = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(evil), "w"))
+
+    before = cluster.controller.auth_failures
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(cluster.address)
+    body = pickle.dumps(("hello", "evil/w0", "evil", 1, {}))
+    s.send_multipart([wire.mac(b"wrong-secret" * 3, [body]), body])
+    s.send_multipart([b"0" * 16, pickle.dumps(Evil())])
+    deadline = time.time() + 5
+    while cluster.controller.auth_failures < before + 2 and time.time() < deadline:
+        time.sleep(0.02)
+    s.close()
+    ctx.term()
+    assert cluster.controller.auth_failures >= before + 2
+    assert not evil.exists()
+    assert all(w["id"] != "evil/w0" for w in cluster.workers)
+
+
+def _slow_square(x: int) -> int:
+    time.sleep(0.1)
+    return x * x
+
+
+def test_killing_a_worker_mid_run_still_gives_correct_results():
+    with LocalCluster(workers=2) as cl:
+        g = Graph()
+        squares = [g.add_task(_slow_square, i) for i in range(30)]
+        # chains whose intermediate data lives only in worker memory
+        ends = []
+        for c in range(4):
+            h = g.add_task(inc, c)
+            for _ in range(5):
+                h = g.add_task(_slow_square, h)
+                h = g.add_task(inc, h)
+            ends.append(h)
+        s = g.add_task(total, *squares)
+        g.set_outputs([s, *ends])
+        victim = cl.workers[0]
+
+        def kill():
+            time.sleep(0.6)
+            os.kill(victim["pid"], signal.SIGKILL)
+
+        th = threading.Thread(target=kill)
+        th.start()
+        res = cl.run(g, timeout=60)
+        th.join()
+        expected_ends = []
+        for c in range(4):
+            x = c + 1
+            for _ in range(5):
+                x = x * x + 1
+            expected_ends.append(x)
+        assert res[s] == sum(i * i for i in range(30))
+        assert [res[e] for e in ends] == expected_ends
+        lost = [e for e in res.trace.events if e["kind"] == "worker_lost"]
+        assert lost and lost[0]["worker"] == victim["id"]
+        # a replacement joined and the cluster keeps working
+        cl.wait_for_workers(2, timeout=20)
+        g2 = Graph()
+        h = g2.add_task(inc, 1)
+        assert cl.run(g2)[h] == 2
+
+
+def test_two_hosts_fetch_data_directly():
+    with LocalCluster(workers=1, hosts=2) as cl:
+        hosts = sorted({w["host"] for w in cl.workers})
+        assert len(hosts) == 2
+        g = Graph()
+        a = g.add_task(np.ones, 1_000_000, requirements=Requirements(worker=f"{hosts[0]}/w0"))
+        b = g.add_task(np.sum, a, requirements=Requirements(worker=f"{hosts[1]}/w0"))
+        g.set_outputs([b, a])
+        res = cl.run(g)
+        assert res[b] == 1_000_000
+        assert res[a].shape == (1_000_000,)
+
+
+def test_gpu_worker_is_chosen_for_gpu_tasks():
+    """CUDA_VISIBLE_DEVICES binding and placement, checked without a GPU (the env is what matters)."""
+    with LocalCluster(workers=2, gpus=["0"]) as cl:
+        gpu_ids = [w["id"] for w in cl.workers if w["gpu"]]
+        assert len(gpu_ids) == 1
+        g = Graph()
+        on_gpu = [g.add_task(mark.needs_gpu(lambda: os.environ["CUDA_VISIBLE_DEVICES"])) for _ in range(4)]
+        on_any = [g.add_task(lambda: os.environ["CUDA_VISIBLE_DEVICES"]) for _ in range(2)]
+        res = cl.run(g)
+        assert {res[h] for h in on_gpu} == {"0"}
+        spans = {s["task"]: s["worker"] for s in res.trace.spans()}
+        assert {spans[h.task] for h in on_gpu} == set(gpu_ids)
+        assert all(res[h] in ("", "0") for h in on_any)
+
+
+def _torch_or_cupy_on_gpu():
+    try:
+        import torch
+
+        x = torch.arange(1000, device="cuda", dtype=torch.float32)
+        return float((x * 2).sum().item()), torch.cuda.get_device_name(0)
+    except ImportError:
+        import cupy
+
+        x = cupy.arange(1000, dtype=cupy.float32)
+        return float((x * 2).sum().get()), "cupy"
+
+
+def _has_gpu() -> bool:
+    from ecflow_lab.cascade.executor.agent import detect_gpus
+
+    if not detect_gpus():
+        return False
+    import importlib.util
+
+    return bool(importlib.util.find_spec("torch") or importlib.util.find_spec("cupy"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _has_gpu(), reason="no CUDA GPU (or neither torch nor cupy) on this machine")
+def test_gpu_task_runs_on_the_gpu_worker():
+    with LocalCluster(workers=2, gpus="auto") as cl:
+        g = Graph()
+        h = g.add_task(mark.needs_gpu(_torch_or_cupy_on_gpu))
+        res = cl.run(g)
+        total_, _name = res[h]
+        assert total_ == 2 * sum(range(1000))
+        worker = res.trace.spans()[0]["worker"]
+        assert any(w["id"] == worker and w["gpu"] for w in cl.workers)
