@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import zmq
 
-from ecflow_lab.cascade.executor import LocalCluster, RemoteTraceback
-from ecflow_lab.cascade.executor import wire
+from ecflow_lab.cascade.executor import LocalCluster, RemoteTraceback, wire
 from ecflow_lab.cascade.graph import Graph, GraphError, Requirements, mark
 
 
@@ -40,7 +39,7 @@ def test_fan_in_and_chains(cluster):
     srcs = [g.add_task(lambda i=i: i) for i in range(200)]
     s = g.add_task(total, *srcs, name="sum")
     ends = []
-    for c in range(4):
+    for _c in range(4):
         h = g.add_task(one)
         for _ in range(30):
             h = g.add_task(inc, h)
