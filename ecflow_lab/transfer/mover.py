@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import mmap
 import os
 import queue
 import signal
@@ -37,6 +36,7 @@ import zmq
 
 from . import wire
 from .destinations import Cancelled, Connection, Destination, deliver, make_destination
+from .fastcopy import CopyCancelled, copy_and_hash
 from .master import upload_token
 from .wire import CHUNK, Checksum, TransferError, decode, encode
 
@@ -326,28 +326,37 @@ class Mover:
         tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.part")
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            hasher = Checksum(msg.get("checksum") or "sha256")
+            algo = msg.get("checksum") or "sha256"
             progress = self._progress_cb("f", msg)
-            n, last = 0, time.monotonic()
-            with self._open_source(msg) as src, open(tmp, "wb") as out:
-                while True:
-                    if cancel.is_set():
-                        raise Cancelled()
-                    buf = src.read(CHUNK)
-                    if not buf:
-                        break
-                    out.write(buf)
-                    hasher.update(buf)
-                    n += len(buf)
-                    if time.monotonic() - last > 0.25:
-                        last = time.monotonic()
-                        progress(n)
+            src_path = str(msg["source"])
+            if not src_path.startswith("sftp://"):
+                with open(src_path, "rb") as src:
+                    n = os.fstat(src.fileno()).st_size
+                    checksum = _copy_and_hash(src.fileno(), tmp, n, algo, self.fsync, progress=progress,
+                                              cancelled=cancel.is_set)
+            else:
+                hasher = Checksum(algo)
+                n, last = 0, time.monotonic()
+                with self._open_source(msg) as src, open(tmp, "wb") as out:
+                    while True:
+                        if cancel.is_set():
+                            raise Cancelled()
+                        buf = src.read(CHUNK)
+                        if not buf:
+                            break
+                        out.write(buf)
+                        hasher.update(buf)
+                        n += len(buf)
+                        if time.monotonic() - last > 0.25:
+                            last = time.monotonic()
+                            progress(n)
+                checksum = hasher.hexdigest()
             if msg.get("size") is not None and n != int(msg["size"]):
                 raise TransferError(f"source {msg['source']} has {n} bytes, {msg['size']} were registered")
             os.replace(tmp, final)
-            self._report({**base, "op": "fetched", "size": n, "checksum": hasher.hexdigest(), "store_path": rel,
+            self._report({**base, "op": "fetched", "size": n, "checksum": checksum, "store_path": rel,
                           "store_root": str(self.store), "seconds": time.monotonic() - t0})
-        except Cancelled:
+        except (Cancelled, CopyCancelled):
             tmp.unlink(missing_ok=True)
             self._report({**base, "op": "cancelled"})
         except Exception as exc:
@@ -399,7 +408,7 @@ class Mover:
             self._report({**base, "op": "delivered", "path": final, "checksum": got,
                           "bytes": int(msg.get("size") or 0) if msg.get("size") is not None else os.path.getsize(path),
                           "seconds": time.monotonic() - t0})
-        except Cancelled:
+        except (Cancelled, CopyCancelled):
             self._report({**base, "op": "cancelled"})
         except Exception as exc:
             self._report({**base, "op": "deliver_failed", "error": _err(exc)})
@@ -591,66 +600,16 @@ def _answer_fd_client(conn: socket.socket, reply: dict[str, Any]) -> None:
         conn.close()
 
 
-def _copy_and_hash(src_fd: int, dst: Path, size: int, algo: str, fsync: bool) -> str:
-    """Kernel-side copy of ``src_fd`` into ``dst``; the checksum is taken from ``dst`` itself (mmap of each
-    finished region), so it describes exactly the bytes stored even if the source changes meanwhile."""
-    region = 64 << 20
-    hasher = Checksum(algo)
-    done = 0
-    cond = threading.Condition()
-    failed: list[BaseException] = []
+def _copy_and_hash(src_fd: int, dst: Path, size: int, algo: str, fsync: bool, **kw: Any) -> str:
+    """Kernel copy of ``src_fd`` into a new file ``dst``, checksummed from the stored bytes."""
     dst_fd = os.open(dst, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-
-    def copier() -> None:
-        nonlocal done
-        try:
-            off = 0
-            while off < size:
-                want = min(region, size - off)
-                got = 0
-                while got < want:
-                    try:
-                        n = os.copy_file_range(src_fd, dst_fd, want - got, off + got, off + got)
-                    except OSError:  # e.g. EXDEV on old kernels: plain reads and writes
-                        data = os.pread(src_fd, want - got, off + got)
-                        n = os.pwrite(dst_fd, data, off + got) if data else 0
-                    if n == 0:
-                        raise TransferError(f"source shrank while copying (at {off + got} of {size} bytes)")
-                    got += n
-                off += want
-                with cond:
-                    done = off
-                    cond.notify()
-        except BaseException as exc:
-            with cond:
-                failed.append(exc)
-                cond.notify()
-
-    thread = threading.Thread(target=copier, name="store-copy")
-    thread.start()
     try:
-        hashed = 0
-        while hashed < size:
-            with cond:
-                while done <= hashed and not failed:
-                    cond.wait()
-                if failed:
-                    raise failed[0]
-                end = done
-            with mmap.mmap(dst_fd, end - hashed, prot=mmap.PROT_READ, offset=hashed) as m:
-                view = memoryview(m)
-                for i in range(0, end - hashed, CHUNK):
-                    hasher.update(view[i:i + CHUNK])
-                view.release()
-            hashed = end
-    finally:
-        thread.join()
-        if fsync and not failed:
+        checksum = copy_and_hash(src_fd, dst_fd, size, algo, **kw)
+        if fsync:
             os.fsync(dst_fd)
+    finally:
         os.close(dst_fd)
-    if failed:
-        raise failed[0]
-    return hasher.hexdigest()
+    return checksum
 
 
 def _write_all(fd: int, buf: memoryview) -> None:
