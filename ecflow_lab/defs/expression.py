@@ -299,10 +299,21 @@ class _Parser:
         raise self.fail("a node path, state, number or '('")
 
 
+_AST_CACHE: dict[str, tuple] = {}
+
+
 def parse_expression(text: str) -> tuple:
-    """Parse expression text to its AST (nested tuples); raises :class:`ExpressionError`."""
+    """Parse expression text to its AST (nested tuples); raises :class:`ExpressionError`.
+
+    ASTs are immutable tuples, cached by text: generated suites repeat the same trigger text
+    thousands of times (each node still gets its own compiled closures and reference caches)."""
+    ast = _AST_CACHE.get(text)
+    if ast is not None:
+        return ast
     ast = _Parser(text).parse()
     _validate(ast, text, boolean=True)
+    if len(_AST_CACHE) < 100000:
+        _AST_CACHE[text] = ast
     return ast
 
 

@@ -8,6 +8,8 @@ in trailing ``# ...`` comments, aliases, server variables).  Every problem is ra
 
 from __future__ import annotations
 
+import gc
+import re
 import sys
 from typing import Any
 
@@ -84,6 +86,10 @@ def parse_text(text: str, filename: str = "<string>", into: Defs | None = None) 
     saved = _nodes._BLOCKS[:]
     _nodes._BLOCKS.clear()  # the parser must not feed an enclosing ``with`` block
     p = _Parser(filename, into if into is not None else Defs())
+    # The parser allocates millions of small acyclic objects; the cyclic GC would rescan the growing
+    # heap again and again (a third of the parse time), so it is paused while parsing.
+    gc_was_on = gc.isenabled()
+    gc.disable()
     try:
         p.run(text)
     except DefsSyntaxError:
@@ -92,6 +98,8 @@ def parse_text(text: str, filename: str = "<string>", into: Defs | None = None) 
         raise p.error(str(e) or type(e).__name__) from None
     finally:
         _nodes._BLOCKS[:] = saved
+        if gc_was_on:
+            gc.enable()
     structure_version[0] += 1
     return p.defs
 
@@ -102,27 +110,63 @@ def _strip_quotes(w: str) -> str:
     return w
 
 
-def _scan(line: str) -> tuple[list[str], str | None]:
-    """Split a line into statements at ';' and cut the '#' comment, respecting quotes."""
-    stmts: list[str] = []
-    start = 0
+_NEXT_VALUED = re.compile(r";\s*(edit|label)\b")
+
+
+def _scan_one(text: str) -> tuple[str, str | None, str | None]:
+    """First statement of ``text`` -> (statement, comment, rest after ';'), respecting quotes."""
     q = ""
     prev = " "
-    for i, ch in enumerate(line):
+    for i, ch in enumerate(text):
         if q:
             if ch == q:
                 q = ""
         elif ch in "'\"" and prev in " \t":
             q = ch
         elif ch == ";":
-            stmts.append(line[start:i])
-            start = i + 1
+            return text[:i], None, text[i + 1:]
         elif ch == "#":
-            stmts.append(line[start:i])
-            return stmts, line[i + 1:]
+            return text[:i], text[i + 1:], None
         prev = ch
-    stmts.append(line[start:])
-    return stmts, None
+    return text, None, None
+
+
+def _split_valued(text: str) -> tuple[str, str | None, str | None]:
+    """``edit NAME value`` / ``label NAME value`` where the value may hold ';', '#' and even its own quote
+    character (``'$(awk '/x/ {print}' f)'``).  A quoted value ends at the first quote followed by
+    ``; edit``/``; label``, else at a quote that ends the line, else at the first quote followed by a
+    ``#`` comment (as ecFlow reads such lines)."""
+    parts = text.split(None, 2)
+    if len(parts) < 3:
+        return _scan_one(text)
+    pos = text.index(parts[1], text.index(parts[0]) + len(parts[0])) + len(parts[1])
+    while pos < len(text) and text[pos] in " \t":
+        pos += 1
+    val = text[pos:]
+    if val[0] in "'\"":
+        q = val[0]
+        j = val.find(q, 1)
+        hash_at = -1
+        while j > 0:
+            after = val[j + 1:].lstrip()
+            if _NEXT_VALUED.match(after):
+                return text[:pos + j + 1], None, after[1:]
+            if not after:
+                return text[:pos + j + 1], None, None
+            if after[0] == "#" and hash_at < 0:
+                hash_at = j
+            j = val.find(q, j + 1)
+        if hash_at > 0:
+            after = val[hash_at + 1:].lstrip()
+            return text[:pos + hash_at + 1], after[1:], None
+        return text, None, None
+    cut = [k for k in (val.find("#"), val.find(";")) if k >= 0]
+    if not cut:
+        return text, None, None
+    k = min(cut)
+    if val[k] == "#":
+        return text[:pos + k], val[k + 1:], None
+    return text[:pos + k], None, val[k + 1:]
 
 
 def _words(stmt: str) -> list[str]:
@@ -228,18 +272,7 @@ class _Parser:
                         line = line.rstrip()[:-1].rstrip() + " " + lines[i].strip()
                         i += 1
                 self.line = line
-                stmts, comment = _scan(line)
-                last = len(stmts) - 1
-                for k, stmt in enumerate(stmts):
-                    words = _words(stmt)
-                    if not words:
-                        continue
-                    self.stmt = stmt
-                    self.comment = comment if k == last else None
-                    fn = h.get(words[0])
-                    if fn is None:
-                        raise self.unknown(words[0])
-                    fn(words, stmt)
+                self._slow(line)
                 self.comment = None
                 continue
             self.line = line
@@ -253,6 +286,32 @@ class _Parser:
         self.lineno = n
         self.line = lines[-1] if lines else ""
         self.after_parse()
+
+    def _dispatch(self, stmt: str, comment: str | None) -> None:
+        words = _words(stmt)
+        if not words:
+            return
+        self.stmt = stmt
+        self.comment = comment
+        fn = self.h.get(words[0])
+        if fn is None:
+            raise self.unknown(words[0])
+        fn(words, stmt)
+
+    def _slow(self, text: str) -> None:
+        """A line with ';', '#' or quotes: split statements and the trailing comment."""
+        while True:
+            first = text.split(None, 1)
+            if not first or first[0].startswith("#"):
+                return
+            if first[0] in ("edit", "label"):
+                stmt, comment, rest = _split_valued(text)
+            else:
+                stmt, comment, rest = _scan_one(text)
+            self._dispatch(stmt, comment)
+            if rest is None:
+                return
+            text = rest
 
     def unknown(self, word: str) -> DefsSyntaxError:
         where = f" in {self.node.kind} {self.node.get_abs_node_path()}" if self.node is not None else ""
@@ -275,7 +334,7 @@ class _Parser:
         if len(words) <= i:
             raise self.expect(f"a {what} name", "")
         name = words[i]
-        if not _good_name(name):
+        if name not in _GOOD_NAMES and not _good_name(name):
             raise self.error(f"invalid {what} name {name!r}: expected [A-Za-z0-9_][A-Za-z0-9_.]*", got=name,
                              expected=f"a {what} name")
         return name
@@ -390,7 +449,7 @@ class _Parser:
                 raise self.expect("a task name", "")
             self.no_more(words, 2)
         name = words[1]
-        if not _good_name(name):
+        if name not in _GOOD_NAMES and not _good_name(name):
             self.name(words, 1, "task")
         c = stack[-1]
         if c.find_child(name) is not None:
