@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--fetch-retries", type=int, default=3, help="retrieval retries before Failed")
     m.add_argument("--fetch-retry-delay", type=float, default=5.0, help="seconds between retrieval retries")
     m.add_argument("--store", help="data store directory (default HOME/store)")
+    m.add_argument("--housekeeping-interval", type=float, default=30.0,
+                   help="seconds between sweeps that free the store space of expired, finished files")
 
     mv = sub.add_parser("mover", help="run a data mover in the foreground", allow_abbrev=False)
     mv.add_argument("--master", required=True, help="master address, e.g. tcp://127.0.0.1:2640")
@@ -110,7 +112,8 @@ def main(argv: list[str]) -> int:
 
             serve(args.home, args.port, args.host, checksum=args.checksum, max_retrievals=args.max_retrievals,
                   mover_timeout=args.mover_timeout, fetch_retries=args.fetch_retries,
-                  fetch_retry_delay=args.fetch_retry_delay, store=args.store)
+                  fetch_retry_delay=args.fetch_retry_delay, store=args.store,
+                  housekeeping_interval=args.housekeeping_interval)
             return 0
         if args.cmd == "mover":
             from .mover import serve as serve_mover

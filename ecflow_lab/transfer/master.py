@@ -114,7 +114,8 @@ class Master:
 
     def __init__(self, home: str | Path, port: int = 0, host: str = "127.0.0.1", *, checksum: str = "sha256",
                  max_retrievals: int = 60, mover_timeout: float = 3.0, fetch_retries: int = 3,
-                 fetch_retry_delay: float = 5.0, store: str | Path | None = None) -> None:
+                 fetch_retry_delay: float = 5.0, store: str | Path | None = None,
+                 housekeeping_interval: float = 30.0) -> None:
         self.home = Path(home).resolve()
         self.home.mkdir(parents=True, exist_ok=True)
         self.store = Path(store).resolve() if store else self.home / "store"
@@ -124,6 +125,7 @@ class Master:
         self.host, self.port = host, port
         self.max_retrievals = max_retrievals
         self.retrieval_timeout = 600.0
+        self.housekeeping_interval = housekeeping_interval
         self.retrievals_paused = False
         self.mover_timeout = mover_timeout
         self.fetch_retries = fetch_retries
@@ -201,6 +203,7 @@ class Master:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         last_sched = 0.0
+        last_housekeeping = time.monotonic()
         while not self._stop.is_set():
             events = dict(poller.poll(100 if not self._dirty else 0))
             batch: list[list[bytes]] = []
@@ -218,6 +221,10 @@ class Master:
                 last_sched = now
                 try:
                     self._check_movers()
+                    self._timeout_retrievals()
+                    if now - last_housekeeping > self.housekeeping_interval:
+                        last_housekeeping = now
+                        self._housekeeping()
                     self._schedule()
                 except Exception:  # never let a scheduler bug stop the service; the batch is kept
                     log.exception("scheduler step failed")
@@ -372,6 +379,33 @@ class Master:
                 del self.movers[name]
                 for key in list(m.jobs):
                     self._interrupt(key, f"mover {name} lost")
+
+    def _timeout_retrievals(self) -> None:
+        """A retrieval running longer than ``retrieval_timeout`` (ecpds -scheduler -timeout) is cut off."""
+        now = time.monotonic()
+        for key, inf in list(self.inflight.items()):
+            if key[0] == "f" and now - inf.assigned > self.retrieval_timeout:
+                m = self.movers.get(inf.mover)
+                if m:
+                    self._send(m.ident, {"op": "cancel", "kind": "f", "id": key[1], "attempt": inf.attempt})
+                self._mover_fetch_failed(b"", {"id": key[1], "attempt": inf.attempt,
+                                               "error": f"retrieval timed out after {self.retrieval_timeout:g}s"})
+
+    def _housekeeping(self) -> None:
+        """Free store space of files whose transfers are all finished and whose lifetime is over."""
+        now = time.time()
+        rows = self.db.execute(
+            "SELECT id, store_path, store_root FROM data_files d WHERE deleted=0 AND status='stored' AND "
+            "noretrieval=0 AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.data_file=d.id AND "
+            "(t.status NOT IN (?,?,?) OR t.expiry IS NULL OR t.expiry > ?)) LIMIT 1000",
+            (DONE, FAILED, STOPPED, now)).fetchall()
+        for r in rows:
+            if r["store_path"] and r["store_root"] == str(self.store):
+                try:
+                    (self.store / r["store_path"]).unlink()
+                except OSError:
+                    pass
+            self.db.execute("UPDATE data_files SET status='expired' WHERE id=?", (r["id"],))
 
     def _interrupt(self, key: tuple[str, int], reason: str) -> None:
         inf = self.inflight.pop(key, None)
@@ -886,6 +920,8 @@ class Master:
                 continue
             if t["status"] in (ARRIVING, PRESET, FETCHING):
                 continue
+            if t["fstatus"] == "expired":
+                raise TransferError(f"DataFileId={t['dfid']} has expired and its content was removed: push it again")
             self._cancel_running(tid)
             self._set_status(tid, REQUEUED, None, f"re-queued by {user['name']}", failures=0, retry_time=0,
                              requeues=_Inc(), error=None, at=time.time() if hdr.get("now") else _Keep())

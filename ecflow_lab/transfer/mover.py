@@ -330,6 +330,8 @@ class Mover:
             progress = self._progress_cb("f", msg)
             src_path = str(msg["source"])
             if not src_path.startswith("sftp://"):
+                if not stat.S_ISREG(os.stat(src_path).st_mode):
+                    raise TransferError(f"source {src_path} is not a regular file")
                 with open(src_path, "rb") as src:
                     n = os.fstat(src.fileno()).st_size
                     checksum = _copy_and_hash(src.fileno(), tmp, n, algo, self.fsync, progress=progress,

@@ -19,7 +19,7 @@ from ecflow_lab.transfer.service import free_port
 def service(tmp_path: Path):
     """Master + 2 movers as subprocesses (fast heartbeats so fault tests are quick)."""
     svc = TransferService(tmp_path / "home", movers=2, mover_timeout=1.5, heartbeat=0.2,
-                          master_args=["--fetch-retry-delay", "0.3"])
+                          master_args=["--fetch-retry-delay", "0.3", "--housekeeping-interval", "0.5"])
     with svc:
         yield svc
 

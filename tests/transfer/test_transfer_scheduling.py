@@ -1,0 +1,154 @@
+"""Scheduling behaviour on real processes: connection limits, -asap, -delay, -version, lifetime expiry,
+concurrent pushes, and the administration command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from ecflow_lab.transfer import TransferClient, TransferError, TransferService
+
+
+def test_max_connections_is_respected(service, client, outdir, tmp_path):
+    client.add_destination("narrow", f"file://{outdir}", max_connections=2, rate="1M")
+    ids = [client.push(os.urandom(150_000), "narrow", f"n{i}.bin") for i in range(6)]
+    peak = 0
+    while True:
+        rows = client.transfers(destination="narrow")
+        running = sum(t["status"] == "Transferring" for t in rows)
+        assert running <= 2
+        peak = max(peak, running)
+        if all(t["status"] == "Done" for t in rows):
+            break
+        time.sleep(0.02)
+    assert peak == 2
+    assert len(ids) == len(set(ids)) == 6
+
+
+def test_asap_waits_until_the_whole_group_is_retrieved(tmp_path):
+    out = tmp_path / "out"
+    with TransferService(tmp_path / "home", movers=1, master_args=["--fetch-retry-delay", "1.5"]) as svc, \
+            svc.client(timeout=15) as c:
+        c.add_destination("arch", f"file://{out}")
+        c.scheduler("stop")  # pause retrievals while the group is registered
+        a, b = tmp_path / "a.dat", tmp_path / "b.dat"
+        a.write_bytes(b"A" * 100)
+        b.write_bytes(b"B" * 100)
+        ida = c.push(a, "arch", groupby="g", asap=True)
+        idb = c.push(b, "arch", groupby="g", asap=True)
+        b.unlink()  # b's first retrieval fails; it is retried 1.5 s later
+        c.scheduler("start")
+        deadline = time.monotonic() + 10
+        while c.status(ida)["data_file"]["status"] != "stored":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert c.status(ida)["transfers"][0]["status"] == "Queued"  # held: the group is not complete
+        assert not (out / "a.dat").exists()
+        b.write_bytes(b"B" * 100)
+        c.waitfor("g", timeout=30)
+        assert c.status(idb)["transfers"][0]["status"] == "Done"
+        assert (out / "a.dat").read_bytes() == b"A" * 100
+
+
+def test_ecpds_connection_flags_delay_and_versions(service, client, outdir, tmp_path):
+    client.add_destination("arch", f"file://{outdir}")
+    src = tmp_path / "v.txt"
+    src.write_text("v1")
+    port = service.address.rsplit(":", 1)[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("ECPDS_MASTER", "ECHOST", "ECPORT")}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "ecflow_lab", "ecpds", "-echost", "127.0.0.1", "-ecport", port,
+                               *args], capture_output=True, env=env, timeout=60)
+
+    r = run("-destination", "arch", "-source", str(src), "-delay", "1h", "-metadata", "stream=oper,step=12")
+    assert r.returncode == 0, r.stderr
+    delayed = int(r.stdout)
+    t = client.status(delayed)["transfers"][0]
+    assert t["status"] == "Queued" and t["at"] > time.time() + 3500
+    assert t["expiry"] == pytest.approx(t["at"] + 2 * 86400, abs=5)
+    # same target, another -version: a distinct data file; same version: a duplicate
+    r = run("-destination", "arch", "-source", str(src), "-version", "2")
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) != delayed
+    r = run("-destination", "arch", "-source", str(src), "-version", "2")
+    assert r.returncode == 255 and "Duplicate DataFile" in r.stderr.decode()
+    r = run("-destination", "arch", "-source", str(src), "-version", "3", "-verbose")
+    assert r.returncode == 0 and "DataTransfer(s) will start at" in r.stdout.decode()
+
+
+def test_lifetime_expiry_frees_the_store(service, client, outdir):
+    client.add_destination("arch", f"file://{outdir}")
+    dfid = client.push(b"short-lived", "arch", "s.bin", lifetime="1s")
+    st = client.wait(dfid, timeout=30)
+    stored = service.home / "store" / st["data_file"]["store_path"]
+    assert st["transfers"][0]["status"] == "Done" and stored.exists()
+    deadline = time.monotonic() + 15
+    while client.status(dfid)["data_file"]["status"] != "expired":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert not stored.exists()
+    assert (outdir / "s.bin").read_bytes() == b"short-lived"  # delivered copies are not touched
+    with pytest.raises(TransferError, match="expired"):
+        client.requeue(dfid)
+
+
+@pytest.mark.parametrize("handoff", [True, False])
+def test_concurrent_pushes(service, outdir, tmp_path, handoff):
+    with TransferClient(service.address) as c:
+        c.add_destination("arch", f"file://{outdir}", max_connections=8)
+    results: dict[int, bytes] = {}
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        data = os.urandom(100_000 + i * 7919)
+        p = tmp_path / f"c{i}.bin"
+        p.write_bytes(data)
+        try:
+            with TransferClient(service.address, timeout=60, local_handoff=handoff) as c:
+                results[c.push(p, "arch")] = data
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(results) == 12
+    with TransferClient(service.address) as c:
+        for dfid in results:
+            assert c.wait(dfid, timeout=60)["transfers"][0]["status"] == "Done"
+    for i in range(12):
+        assert (outdir / f"c{i}.bin").read_bytes() == (tmp_path / f"c{i}.bin").read_bytes()
+
+
+def test_admin_command_line(service, outdir):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "ecflow_lab", "transfer", *args], capture_output=True,
+                              timeout=60, env={**os.environ, "ECPDS_MASTER": service.address})
+
+    r = run("destination", "add", "arch", f"file://{outdir}", "--max-connections", "3", "--retry-count", "7",
+            "--retry-frequency", "30s", "--rate", "10M")
+    assert r.returncode == 0, r.stderr
+    r = run("destination", "add", "arch", f"file://{outdir}")
+    assert r.returncode == 255 and "already exists" in r.stderr.decode()
+    r = run("destination", "list")
+    text = r.stdout.decode()
+    assert "arch" in text and "max_connections=3 retry_count=7 retry_frequency=30s rate=10485760" in text
+    with TransferClient(service.address) as c:
+        dfid = c.push(b"x", "arch", "x.bin")
+        c.wait(dfid, timeout=30)
+    r = run("list", "--destination", "arch")
+    assert r.returncode == 0 and "Done" in r.stdout.decode() and "x.bin" in r.stdout.decode()
+    r = run("destination", "remove", "arch")
+    assert r.returncode == 0 and "removed" in r.stdout.decode()
+    r = run("destination", "list")
+    assert "arch" not in r.stdout.decode()
