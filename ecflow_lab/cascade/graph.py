@@ -278,6 +278,30 @@ class Graph:
     def validate(self) -> None:
         self.topological_order()
 
+    def run_local(self) -> dict[Handle, Any]:
+        """Run the graph sequentially in this process (debugging, tests): output handle -> value."""
+        values: dict[Handle, Any] = {}
+        cons = self.consumers()
+        left = {tid: len(c) for tid, c in cons.items()}
+        outs = set(self.outputs)
+        for tid in self.topological_order():
+            t = self.tasks[tid]
+            args = substitute(t.args, values.__getitem__)
+            kwargs = substitute(t.kwargs, values.__getitem__)
+            res = t.func(*args, **kwargs)
+            vals = list(res) if (t.generator or t.num_outputs > 1) else [res]
+            if len(vals) != t.num_outputs:
+                raise ValueError(f"task {tid!r} produced {len(vals)} outputs, {t.num_outputs} declared")
+            for k, v in enumerate(vals):
+                values[Handle(tid, k)] = v
+            for src in {h.task for h in t.inputs}:
+                left[src] -= 1
+                if left[src] == 0:
+                    for k in range(self.tasks[src].num_outputs):
+                        if Handle(src, k) not in outs:
+                            values.pop(Handle(src, k), None)
+        return {h: values[h] for h in self.outputs}
+
     # -- serialisation -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-able): functions by import path when importable, else base64 cloudpickle."""
