@@ -63,6 +63,13 @@ def quote_value(value: str) -> str:
     return "'" + value + "'"
 
 
+def quote_word(value: str) -> str:
+    """Quote one word of a list (repeat enumerated/string/datelist values): double quotes as ecFlow
+    prints them, single quotes when the value itself holds a double quote."""
+    return f"'{value}'" if '"' in value and "'" not in value else f'"{value}"'
+
+
+
 # --------------------------------------------------------------------------------------------- variables
 
 
@@ -471,7 +478,7 @@ class RepeatDateList(_ListRepeat):
         return int(self.current())
 
     def write(self) -> str:
-        return f"repeat datelist {self.name} " + " ".join(f'"{v}"' for v in self.values)
+        return f"repeat datelist {self.name} " + " ".join(quote_word(v) for v in self.values)
 
     def generated_variables(self) -> dict[str, str]:
         v = self.value()
@@ -494,7 +501,7 @@ class RepeatEnumerated(_ListRepeat):
             return min(max(self.index, 0), len(self.values) - 1)
 
     def write(self) -> str:
-        return f"repeat enumerated {self.name} " + " ".join(f'"{v}"' for v in self.values)
+        return f"repeat enumerated {self.name} " + " ".join(quote_word(v) for v in self.values)
 
 
 class RepeatString(_ListRepeat):
@@ -507,7 +514,7 @@ class RepeatString(_ListRepeat):
         return min(max(self.index, 0), len(self.values) - 1)
 
     def write(self) -> str:
-        return f"repeat string {self.name} " + " ".join(f'"{v}"' for v in self.values)
+        return f"repeat string {self.name} " + " ".join(quote_word(v) for v in self.values)
 
 
 class RepeatDay(Repeat):

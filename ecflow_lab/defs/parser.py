@@ -134,8 +134,8 @@ def _scan_one(text: str) -> tuple[str, str | None, str | None]:
 def _split_valued(text: str) -> tuple[str, str | None, str | None]:
     """``edit NAME value`` / ``label NAME value`` where the value may hold ';', '#' and even its own quote
     character (``'$(awk '/x/ {print}' f)'``).  A quoted value ends at the first quote followed by
-    ``; edit``/``; label``, else at a quote that ends the line, else at the first quote followed by a
-    ``#`` comment (as ecFlow reads such lines)."""
+    ``; edit``/``; label``; else (edit) at a quote that ends the line or (label) at the first quote
+    followed by a ``#`` comment; else at the other of the two (as ecFlow reads such lines)."""
     parts = text.split(None, 2)
     if len(parts) < 3:
         return _scan_one(text)
@@ -146,19 +146,25 @@ def _split_valued(text: str) -> tuple[str, str | None, str | None]:
     if val[0] in "'\"":
         q = val[0]
         j = val.find(q, 1)
-        hash_at = -1
+        hash_at = end_at = -1
         while j > 0:
             after = val[j + 1:].lstrip()
             if _NEXT_VALUED.match(after):
                 return text[:pos + j + 1], None, after[1:]
             if not after:
-                return text[:pos + j + 1], None, None
-            if after[0] == "#" and hash_at < 0:
+                end_at = j
+            elif after[0] == "#" and hash_at < 0:
                 hash_at = j
             j = val.find(q, j + 1)
-        if hash_at > 0:
-            after = val[hash_at + 1:].lstrip()
-            return text[:pos + hash_at + 1], after[1:], None
+        # edit: a value ending the line wins ('$(grep -v '#' x)'); label: a comment wins, as checkpoints
+        # carry the label's new value there ('label l "x" # "new"')
+        order = (hash_at, end_at) if parts[0] == "label" else (end_at, hash_at)
+        for k in order:
+            if k == end_at and k > 0:
+                return text[:pos + k + 1], None, None
+            if k == hash_at and k > 0:
+                after = val[k + 1:].lstrip()
+                return text[:pos + k + 1], after[1:], None
         return text, None, None
     cut = [k for k in (val.find("#"), val.find(";")) if k >= 0]
     if not cut:
@@ -183,6 +189,8 @@ def _words(stmt: str) -> list[str]:
         if stmt[i] in "'\"":
             q = stmt[i]
             j = stmt.find(q, i + 1)
+            while j >= 0 and j + 1 < n and stmt[j + 1] not in " \t\r":
+                j = stmt.find(q, j + 1)  # a quote inside the word does not close it
             if j < 0:
                 j = n - 1
             out.append(stmt[i:j + 1])

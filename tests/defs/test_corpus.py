@@ -53,3 +53,15 @@ def test_bad_file_is_rejected(rel: str) -> None:
         return
     errors = defs.check()
     assert errors.startswith("Error:"), f"{rel} was accepted by both parser and check()"
+
+
+def test_metabuilder_real_suite_round_trips() -> None:
+    path = CONFORMANCE.parents[1] / "bench" / "metabuilder.def"
+    if not path.is_file():
+        pytest.skip(f"{path} is not present")
+    defs = Defs(str(path))
+    assert len(defs.get_all_tasks()) > 4000
+    assert defs.check() == ""
+    cpus = defs.suites[0].find_variable("CPUS")
+    assert cpus is None or cpus.value == "$(lscpu -p | grep -v '#' | wc -l)"
+    assert Defs.from_string(str(defs)) == defs

@@ -43,6 +43,9 @@ def _good_files() -> list[Path]:
 
 
 GOOD = _good_files()
+# a real operational suite (ECMWF's metabuilder): quoted shell commands in variables, ~4.5k tasks
+METABUILDER = CONFORMANCE.parents[1] / "bench" / "metabuilder.def"
+EXTRA = {"bench/metabuilder.def": METABUILDER} if METABUILDER.is_file() else {}
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +55,8 @@ def ecflow_prints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[d
         pytest.skip(why)
     out_dir = tmp_path_factory.mktemp("ours")
     pairs: dict[str, tuple[str, str]] = {}
-    for i, f in enumerate(GOOD):
-        rel = str(f.relative_to(CONFORMANCE / "good_defs"))
+    files = [(str(f.relative_to(CONFORMANCE / "good_defs")), f) for f in GOOD] + list(EXTRA.items())
+    for i, (rel, f) in enumerate(files):
         ours = out_dir / f"{i}.def"
         ours.write_text(str(Defs(str(f))))
         orig = str(f)
@@ -74,7 +77,7 @@ def ecflow_prints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[d
 
 
 @pytest.mark.ecflow
-@pytest.mark.parametrize("rel", [str(f.relative_to(CONFORMANCE / "good_defs")) for f in GOOD])
+@pytest.mark.parametrize("rel", [str(f.relative_to(CONFORMANCE / "good_defs")) for f in GOOD] + list(EXTRA))
 def test_ecflow_reads_our_output_the_same(rel: str, ecflow_prints: dict) -> None:
     if rel in NOT_IN_592:
         pytest.xfail(NOT_IN_592[rel])

@@ -52,11 +52,18 @@ def test_missing_file_is_a_defs_error(tmp_path) -> None:
 
 
 def test_multi_statement_lines_comments_and_quotes() -> None:
-    d = parse("suite s; edit A 'x;y' # c\n task t; label l \"a; b\"; event 1 e set; endsuite\n")
+    d = parse("suite s; edit A 'x;y' # c\n task t; event 1 e set; label l \"a; b\"\nendsuite\n")
     t = d.find_abs_node("/s/t")
     assert d.find_abs_node("/s").find_variable("A").value == "x;y"
     assert t.find_label("l").value == "a; b"
     assert t.find_event("e").initial is True and t.find_event("1") is t.find_event("e")
+    # as ecFlow reads it: after a quoted edit/label value only '; edit' / '; label' starts a new statement
+    d = parse("suite s\n edit A 'a'; edit B 'b'\n edit C 'c' ; task x\n edit CPUS '$(lscpu | grep -v '#' | wc -l)'\n"
+              " edit D 'p#q' # it's a comment\nendsuite\n")
+    s = d.find_suite("s")
+    assert [(v.name, v.value) for v in s.variables] == [
+        ("A", "a"), ("B", "b"), ("C", "'c' ; task x"), ("CPUS", "$(lscpu | grep -v '#' | wc -l)"), ("D", "p#q")]
+    assert s.find_child("x") is None
 
 
 def test_trigger_continuation_and_parts() -> None:
