@@ -52,7 +52,9 @@ from .attributes import (
 from .errors import DefsSyntaxError
 from .expression import Complete, Expression, PartExpression, Reference, Trigger
 from .nodes import Alias, Defs, Defstatus, Family, Node, NodeContainer, Suite, Task
+from .parser import parse_file, parse_node_text, parse_text
 from .state import DState, NState, SState, State, computed_state
+from .writer import write_defs, write_node, write_state
 
 Zombie = ZombieAttr
 
@@ -67,4 +69,5 @@ __all__ = [
     "Trigger", "Complete", "Expression", "PartExpression", "Reference",
     "DState", "NState", "State", "SState", "computed_state",
     "DefsSyntaxError",
+    "parse_file", "parse_text", "parse_node_text", "write_defs", "write_node", "write_state",
 ]

@@ -758,6 +758,22 @@ class Node:
 
         return write_node(self)
 
+    def state_text(self) -> str:
+        """This node and its subtree in the checkpoint (state) form."""
+        from .writer import write_node
+
+        return write_node(self, state=True)
+
+    @classmethod
+    def from_string(cls, text: str, filename: str = "<string>") -> Node:
+        """Parse one node (``suite``/``family``/``task`` ... text, definition or state form)."""
+        from .parser import parse_node_text
+
+        node = parse_node_text(text, filename)
+        if not isinstance(node, cls):
+            raise TypeError(f"{filename}: expected a {cls.kind}, got a {node.kind}")
+        return node
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.get_abs_node_path()} {self.state.name}>"
 

@@ -52,7 +52,7 @@ from .expression import Complete, Trigger
 from .nodes import _NAME_RE, Alias, Defs, Family, Node, NodeContainer, Suite, Task, structure_version
 from .state import DState, NState, SState
 
-__all__ = ["parse_text", "parse_file"]
+__all__ = ["parse_text", "parse_file", "parse_node_text"]
 
 _intern = sys.intern
 _RAW_KEYWORDS = frozenset({"edit", "label", "trigger", "complete"})
@@ -102,6 +102,47 @@ def parse_text(text: str, filename: str = "<string>", into: Defs | None = None) 
             gc.enable()
     structure_version[0] += 1
     return p.defs
+
+
+def parse_node_text(text: str, filename: str = "<string>") -> Node:
+    """Parse the text of ONE node — a suite, or a family/task outside any suite (as ``ecflow_client
+    --replace`` and the server's node commands exchange them).  Returns the detached node."""
+    from . import nodes as _nodes
+
+    words = next((ln.split() for ln in text.split("\n") if ln.split() and not ln.lstrip().startswith("#")), [])
+    if not words or words[0] not in ("suite", "family", "task"):
+        raise DefsSyntaxError("expected 'suite', 'family' or 'task'", file=filename, line=1, column=1,
+                              expected="suite, family or task", got=words[0] if words else "end of file")
+    p = _Parser(filename, Defs())
+    p.state_form = True  # node text comes from a server: keep its state comments
+    holder = None
+    if words[0] != "suite":
+        holder = Suite._make("__holder__")
+        p.stack.append(holder)
+        p.node = holder
+    saved = _nodes._BLOCKS[:]
+    _nodes._BLOCKS.clear()
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        p.run(text)
+    except DefsSyntaxError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError, AttributeError) as e:
+        raise p.error(str(e) or type(e).__name__) from None
+    finally:
+        _nodes._BLOCKS[:] = saved
+        if gc_was_on:
+            gc.enable()
+    tops: list[Any] = holder.children if holder is not None else p.defs.suites
+    if len(tops) != 1:
+        raise DefsSyntaxError(f"expected one top-level node, got {len(tops)}", file=filename)
+    node = tops[0]
+    if holder is not None:
+        holder.remove_child(node)
+    else:
+        p.defs.remove_suite(node)
+    return node
 
 
 def _strip_quotes(w: str) -> str:

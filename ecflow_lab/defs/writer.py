@@ -12,7 +12,7 @@ from typing import Any
 from .nodes import Defs, Node, NodeContainer, Suite, Task
 from .state import DState, NState
 
-__all__ = ["write_defs", "write_node", "VERSION"]
+__all__ = ["write_defs", "write_node", "write_state", "VERSION"]
 
 VERSION = "5.9.2"
 _IND = ["  " * i for i in range(64)]
@@ -138,3 +138,8 @@ def write_defs(defs: Defs, state: bool = False) -> str:
         _write(s, 0, out, state)
     out.append("# enddef")
     return "\n".join(out) + "\n"
+
+
+def write_state(defs: Defs) -> str:
+    """The checkpoint (state) form of a whole definition."""
+    return write_defs(defs, state=True)

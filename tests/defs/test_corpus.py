@@ -65,3 +65,12 @@ def test_metabuilder_real_suite_round_trips() -> None:
     cpus = defs.suites[0].find_variable("CPUS")
     assert cpus.value == "$(lscpu -p | grep -v '#' | wc -l)"
     assert Defs.from_string(str(defs)) == defs
+
+
+@pytest.mark.parametrize("rel", _files("good_node_defs"))
+def test_node_text_parses_with_state_and_round_trips(rel: str) -> None:
+    from ecflow_lab.defs import Node, NState
+
+    node = Node.from_string((CONFORMANCE / rel).read_text(), filename=rel)
+    assert node.parent is None and node.state is NState.queued
+    assert Node.from_string(node.state_text()) == node

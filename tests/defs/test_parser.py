@@ -162,3 +162,17 @@ def test_server_variables_in_checkpoint() -> None:
     assert d.server_state is SState.RUNNING and d.state is NState.queued
     assert d.server_variables[0].value == "/x" and d.find_variable("USER_V").value == "u"
     assert parse(d.to_string(state=True)) == d
+
+
+def test_node_from_string_errors() -> None:
+    from ecflow_lab.defs import Node, Task
+
+    with pytest.raises(DefsSyntaxError, match="expected 'suite', 'family' or 'task'"):
+        Node.from_string("edit A 1\n")
+    with pytest.raises(DefsSyntaxError, match="one top-level node"):
+        Node.from_string("task a\ntask b\n")
+    with pytest.raises(TypeError):
+        Task.from_string("family f\nendfamily\n")
+    t = Task.from_string("task t # state:aborted try:2 abort<:bad exit code 3>abort\n  event e # set\n")
+    assert t.state is NState.aborted and t.try_no == 2 and t.abort_reason == "bad exit code 3"
+    assert t.find_event("e").value is True
