@@ -201,3 +201,229 @@ def cron_day_ok(attr: Any, now: _dt.datetime) -> bool:
         if not (d.day in mdays or (last_day and is_last_day)):
             return False
     return True
+
+
+# ============================================================================================ ecFlow semantics
+# The functions below follow ecFlow's TimeSeries / TimeAttr / TodayAttr / CronAttr / DayAttr / DateAttr and
+# Node time handling (reference/ecflow.md section 2). Runtime fields live on the attributes (``free``,
+# ``expired`` = "time series no longer valid today", ``next_slot`` = index of the next slot of the series);
+# what the attributes have no slot for (a day's matching date, the start of a relative duration) is kept
+# by :class:`TimeState`, which the scheduler owns.
+
+_SLOT_CACHE: dict[tuple[int, int, int, int, int, int], list[int]] = {}
+
+
+def slot_list(attr: Any) -> list[int]:
+    """Minutes of the day of every slot of a time/today/cron attribute's series (cached)."""
+    ts = attr.series
+    fin, inc = ts.finish, ts.incr
+    key = (ts.start[0], ts.start[1], fin[0] if fin else -1, fin[1] if fin else -1,
+           inc[0] if inc else -1, inc[1] if inc else -1)
+    got = _SLOT_CACHE.get(key)
+    if got is None:
+        got = _SLOT_CACHE[key] = [s.minutes() for s in ts.slots()]
+    return got
+
+
+def has_incr(attr: Any) -> bool:
+    return attr.series.finish is not None
+
+
+def is_relative(attr: Any) -> bool:
+    return bool(attr.series.relative)
+
+
+def ts_reset(attr: Any, cur: int) -> None:
+    """Begin: the series becomes valid; slots already passed (strictly) are skipped (TimeSeries::reset)."""
+    attr.free = False
+    attr.expired = False
+    attr.next_slot = 0
+    slots = slot_list(attr)
+    if has_incr(attr):
+        i = 0
+        while i < len(slots) and cur > slots[i]:
+            i += 1
+        attr.next_slot = i
+        if i >= len(slots):
+            attr.expired = True
+    elif cur > slots[0]:
+        attr.expired = True
+
+
+def ts_requeue(attr: Any, cur: int, reset_next_slot: bool) -> None:
+    """Requeue: move past the current time so one slot runs once (TimeSeries::requeue)."""
+    attr.free = False
+    if reset_next_slot:
+        attr.expired = False
+        attr.next_slot = 0
+    slots = slot_list(attr)
+    if not has_incr(attr):
+        if cur >= slots[0]:
+            attr.expired = True
+        return
+    i = attr.next_slot
+    while i < len(slots) and cur >= slots[i]:
+        i += 1
+    attr.next_slot = i
+    if i >= len(slots):
+        attr.expired = True
+
+
+def ts_day_changed(attr: Any) -> None:
+    """Midnight: a (non relative) series is valid again from its first slot."""
+    if not is_relative(attr):
+        attr.expired = False
+        attr.next_slot = 0
+
+
+def ts_matches(attr: Any, cur: int, prev: int | None = None) -> bool:
+    """Is a slot of the series due at ``cur`` (or in ``(prev, cur]`` when the calendar jumped)?"""
+    if attr.expired:
+        return False
+    slots = slot_list(attr)
+    lo = cur if prev is None or prev >= cur else prev + 1
+    if not has_incr(attr):
+        return lo <= slots[0] <= cur
+    for s in slots[attr.next_slot:]:
+        if s > cur:
+            return False
+        if s >= lo:
+            return True
+    return False
+
+
+def ts_miss_next_slot(attr: Any) -> None:
+    """A run/free-dep used up the next slot (TimeSeries::miss_next_time_slot)."""
+    if not has_incr(attr):
+        attr.expired = True
+        return
+    attr.next_slot += 1
+    if attr.next_slot >= len(slot_list(attr)):
+        attr.expired = True
+
+
+def ts_next_slot(attr: Any) -> int | None:
+    """Minutes of the next slot still to come today, or None when expired."""
+    if attr.expired:
+        return None
+    slots = slot_list(attr)
+    return slots[attr.next_slot] if attr.next_slot < len(slots) else None
+
+
+def time_is_free(attr: Any, cur: int) -> bool:
+    return bool(attr.free) or ts_matches(attr, cur)
+
+
+def today_is_free(attr: Any, cur: int) -> bool:
+    """``today``: a single slot is free once the time has passed (it does not wrap to tomorrow)."""
+    if attr.free:
+        return True
+    if not has_incr(attr) and cur > slot_list(attr)[0]:
+        return True
+    return ts_matches(attr, cur)
+
+
+def cron_is_free(attr: Any, cur: int, d: _dt.date) -> bool:
+    return bool(attr.free) or (ts_matches(attr, cur) and cron_day_ok(attr, _dt.datetime.combine(d, _dt.time())))
+
+
+def ts_check_for_requeue(attr: Any, cur: int, the_min: int, the_max: int, cmd: bool) -> bool:
+    """After completion: is another slot of this series still due today? (TimeSeries::checkForRequeue)."""
+    if attr.expired:
+        return False
+    slots = slot_list(attr)
+    if has_incr(attr):
+        if attr.next_slot >= len(slots):
+            return False
+        last = slots[-1]
+        return cur < last if cmd else slots[0] <= cur < last
+    if the_min == the_max:
+        return False
+    return cur < the_max if cmd else the_min <= cur < the_max
+
+
+def min_max(attrs: list[Any]) -> tuple[int, int]:
+    lo, hi = 24 * 60, -1
+    for a in attrs:
+        s = slot_list(a)
+        lo, hi = min(lo, s[0], s[-1]), max(hi, s[0], s[-1])
+    return lo, hi
+
+
+def date_matches(attr: Any, d: _dt.date) -> bool:
+    return ((not attr.day or attr.day == d.day) and (not attr.month or attr.month == d.month)
+            and (not attr.year or attr.year == d.year))
+
+
+def date_check_for_requeue(attr: Any, d: _dt.date, hybrid: bool) -> bool:
+    """Is this date (or some date of a wildcard) still in the future?"""
+    if hybrid:
+        return False
+    if attr.day and attr.month and attr.year:
+        return _dt.date(attr.year, attr.month, attr.day) > d
+    return ((attr.day > d.day if attr.day else True) or (attr.month > d.month if attr.month else True)
+            or (attr.year > d.year if attr.year else True))
+
+
+def next_matching_date(attr: Any, d: _dt.date) -> _dt.date:
+    """The first date after ``d`` that a date attribute matches (within a year), else ``d``."""
+    for i in range(1, 367):
+        n = d + _dt.timedelta(days=i)
+        if date_matches(attr, n):
+            return n
+    return d
+
+
+def day_matching_date(weekday: int, d: _dt.date, strictly_after: bool = False) -> _dt.date:
+    """The first date on or after (or strictly after) ``d`` falling on ``weekday`` (0 = Sunday)."""
+    for i in range(1 if strictly_after else 0, 8):
+        n = d + _dt.timedelta(days=i)
+        if (n.weekday() + 1) % 7 == weekday:
+            return n
+    return d
+
+
+def cron_next_date(attr: Any, d: _dt.date, strictly_after: bool = True) -> _dt.date:
+    for i in range(1 if strictly_after else 0, 800):
+        n = d + _dt.timedelta(days=i)
+        if cron_day_ok(attr, _dt.datetime.combine(n, _dt.time())):
+            return n
+    return d
+
+
+def minutes_of(t: _dt.datetime) -> int:
+    return t.hour * 60 + t.minute
+
+
+class TimeState:
+    """Runtime time state the attributes have no field for, keyed by attribute identity.
+
+    ``day_date``: the date a ``day`` attribute waits for (ecFlow's DayAttr::date_);
+    ``rel_start``: the suite time a relative series counts from (begin / requeue).
+    """
+
+    def __init__(self) -> None:
+        self.day_date: dict[int, _dt.date] = {}
+        self.rel_start: dict[int, _dt.datetime] = {}
+        self.state_since: dict[int, tuple[Any, _dt.datetime]] = {}
+        self.complete_since: dict[int, _dt.datetime] = {}
+
+    def rel_minutes(self, attr: Any, now: _dt.datetime) -> int:
+        start = self.rel_start.get(id(attr))
+        if start is None:
+            self.rel_start[id(attr)] = start = now
+        return int((now - start).total_seconds() // 60)
+
+    def cur(self, attr: Any, now: _dt.datetime) -> int:
+        """The time the series is compared with: suite time of day, or minutes since (re)queue if relative."""
+        return self.rel_minutes(attr, now) if is_relative(attr) else minutes_of(now)
+
+    def day_is_free(self, attr: Any, d: _dt.date) -> bool:
+        if attr.expired:
+            return False
+        if attr.free:
+            return True
+        dd = self.day_date.get(id(attr))
+        if dd is None:
+            dd = self.day_date[id(attr)] = day_matching_date(attr.day, d)
+        return d == dd

@@ -95,6 +95,9 @@ class Scheduler:
         self._calendars: dict[str, cal.SuiteCalendar] = {}
         self._last_day: _dt.date | None = None
         self._requeued_at: dict[str, _dt.datetime] = {}
+        self._tstate = cal.TimeState()                 # day dates, relative starts, late bookkeeping
+        self._cal_last: dict[str, _dt.datetime] = {}   # suite -> suite time of the last calendar update
+        self._cmd_context = False                      # True while a user command (run/force) completes a node
         # change tracking for deltas
         self._chg: dict[str, dict[str, Any]] = {}
         self._added: list[str] = []
@@ -170,6 +173,9 @@ class Scheduler:
             self._touch(node, "state", state.name)
             if state == C and M.is_task(node):
                 self._on_task_complete_flags(node)
+                self._autorestore(node)
+                if M.has_time(node) and self._time_requeue_due(node):
+                    self._requeue_tree(node, reset_repeats=False, mode="time")
         if propagate:
             self._propagate(M.parent(node))
 
@@ -191,48 +197,54 @@ class Scheduler:
                     self._on_complete(node)
             node = M.parent(node)
 
-    def _container_complete(self, node: Any) -> bool:
-        """All children complete: step the repeat (requeue children) or requeue for the next time slot."""
+    def _container_complete(self, node: Any, force: bool = False) -> bool:
+        """All children complete: the container completes (counted by ``verify``), then steps its repeat and
+        requeues its children, or requeues for its next time slot (ecFlow's requeueOrSetMostSignificant...)."""
+        if M.state(node) == C and not force:
+            return False
+        if M.state(node) != C:
+            M.set_state(node, C)
+            self._touch(node, "state", C.name)
+            self._on_complete(node)
+        self._autorestore(node)
         rep = M.repeat(node)
-        if rep is not None and M.state(node) != C:
-            more = rep.increment()
-            if more:
+        if rep is not None:
+            if rep.increment():
                 self._touch(node, "repeat", {"name": rep.name, "value": rep.value_as_string(), "index": rep.index})
                 self._msg(f"--repeat {M.path(node)} {rep.name}={rep.value_as_string()}")
-                for k in M.children(node):
-                    self._requeue_tree(k, reset_repeats=True)
-                state = computed_state(M.state(k) for k in M.children(node))
-                if M.state(node) != state:
-                    M.set_state(node, state)
-                    self._touch(node, "state", state.name)
+                self._requeue_tree(node, reset_repeats=True, mode="repeat")
+                self._set_computed(node)
                 self._propagate(M.parent(node))
                 self.need_traversal = True
                 return True
             # ran past the end: keep the last valid value visible
             rep.index = max(0, rep.index - 1) if hasattr(rep, "index") else 0
-        if self._more_time_slots(node):
-            self._requeue_tree(node, reset_repeats=False, keep_time=True)
+        if M.has_time(node) and self._time_requeue_due(node):
+            self._requeue_tree(node, reset_repeats=False, mode="time")
+            self._set_computed(node)
             self._propagate(M.parent(node))
             return True
         return False
 
+    def _set_computed(self, node: Any) -> None:
+        kids = M.children(node)
+        if kids:
+            st = computed_state(M.state(k) for k in kids)
+            if M.state(node) != st:
+                M.set_state(node, st)
+                self._touch(node, "state", st.name)
+
     def _on_complete(self, node: Any) -> None:
         pass
 
-    def _more_time_slots(self, node: Any) -> bool:
-        more = False
-        for attr in M.time_attrs(node):
-            if cal.advance_time(attr):
-                more = True
-        for c in M.crons(node):
-            cal.advance_time(c)
-            more = True          # a cron node is requeued after completion: it never stays complete
-            if c.next_slot >= len(c.series.slots()) if hasattr(c, "series") else False:
-                c.next_slot = 0
-        return more
+    def _requeue_tree(self, node: Any, reset_repeats: bool, keep_time: bool = False, user: bool = False,
+                      mode: str = "") -> None:
+        """Requeue a node and its subtree: state queued, tries, events, meters, labels, time slots reset.
 
-    def _requeue_tree(self, node: Any, reset_repeats: bool, keep_time: bool = False, user: bool = False) -> None:
-        """Requeue a node and its subtree: state queued, tries, events, meters, labels, time slots reset."""
+        ``mode`` says why, as ecFlow's Requeue_args: ``begin``, ``full`` (a user requeue), ``repeat`` (the
+        parent repeat stepped) or ``time`` (the node's next time slot); it decides how time attributes move.
+        """
+        mode = mode or ("time" if keep_time else "full" if user else "repeat")
         now = self.suite_now(node)
         for n in M.walk(node):
             if M.is_task(n):
@@ -253,18 +265,19 @@ class Scheduler:
                 if lb.new_value:
                     lb.new_value = ""
                     self._touch(n, "labels", {lb.name: lb.value})
-            if n is not node or not keep_time:
-                for attr in M.time_attrs(n):
-                    cal.arm_time(attr, now, is_today=M.is_today(attr))
+            self._requeue_time_attrs(n, now, mode)
             rep = M.repeat(n)
             if rep is not None and n is not node and reset_repeats:
                 rep.reset()
                 self._touch(n, "repeat", {"name": rep.name, "value": rep.value_as_string(), "index": rep.index})
-            if keep_time and n is node:
-                for attr in M.time_attrs(n):
-                    attr.free = False
             self._requeued_at[M.path(n)] = now
             st = Q
+            if mode in ("repeat", "time"):
+                ds = M.defstatus(n)
+                if ds not in (None, "queued", "suspended") and (M.is_task(n) or ds == "complete"):
+                    st = NState[ds]
+            if self._hybrid_done(n, now):
+                st = C
             if M.state(n) != st:
                 M.set_state(n, st)
                 self._touch(n, "state", st.name)
@@ -314,7 +327,8 @@ class Scheduler:
                 rep = M.repeat(n)
                 if rep is not None:
                     rep.reset()
-            self._requeue_tree(s, reset_repeats=True, user=True)
+            self._cal_last.pop(M.name(s), None)
+            self._requeue_tree(s, reset_repeats=True, user=True, mode="begin")
             self._apply_defstatus(s)
             self._touch(s, "begun", True)
             self._msg(f"--begin /{M.name(s)}")
@@ -367,18 +381,7 @@ class Scheduler:
     # ================================================================== traversal
     def tick(self) -> None:
         """Called about once a second: time dependencies, zombies' lifetime, a new day."""
-        today = _dt.date.fromtimestamp(self.clock())
-        if self._last_day is not None and today != self._last_day:
-            for s in M.suites(self.defs):
-                if M.begun(s):
-                    for n in M.walk(s):
-                        for attr in M.time_attrs(n):
-                            cal.new_day(attr)
-                        for c in M.crons(n):
-                            cal.new_day(c)
-        self._last_day = today
-        # any begun suite with time dependencies needs a look
-        if self.server_state == "RUNNING" and self._has_time_deps():
+        if self.update_calendar() and self.server_state == "RUNNING":
             self.need_traversal = True
         now = time.time()
         for key, z in list(self.zombies.items()):
@@ -399,6 +402,7 @@ class Scheduler:
         self.need_traversal = False
         if self.server_state != "RUNNING":
             return 0
+        self.update_calendar()
         before = self.submitted_jobs
         for s in list(M.suites(self.defs)):
             if M.begun(s):
@@ -406,29 +410,30 @@ class Scheduler:
         return self.submitted_jobs - before
 
     def _time_free(self, node: Any) -> bool:
-        has = False
-        now = None
-        for attr in M.time_attrs(node):
-            has = True
-            now = now or self.suite_now(node)
-            if cal.time_free(attr, now, self._requeued_at.get(M.path(node))):
-                break
-        else:
-            if has:
-                return False
-        for d in M.dates(node):
-            now = now or self.suite_now(node)
-            if not cal.date_free(d, now):
-                return False
-        days = M.days(node)
-        if days:
-            now = now or self.suite_now(node)
-            if not any(cal.day_free(d, now) for d in days):
-                return False
-        crons = M.crons(node)
-        if crons:
-            now = now or self.suite_now(node)
-            if not any(cal.cron_day_ok(c, now) and cal.time_free(c, now) for c in crons):
+        """ecFlow's Node::timeDependenciesFree: kinds are ANDed, attributes of one kind ORed."""
+        tattrs = M.time_attrs(node)
+        times = [a for a in tattrs if not M.is_today(a)]
+        todays = [a for a in tattrs if M.is_today(a)]
+        dates, days, crons = M.dates(node), M.days(node), M.crons(node)
+        if not (times or todays or dates or days or crons):
+            return True
+        now = self.suite_now(node)
+        d = now.date()
+        T = self._tstate
+        if (days or dates) and not (any(T.day_is_free(a, d) for a in days)
+                                    or any(a.free or cal.date_matches(a, d) for a in dates)):
+            return False
+        if times and not any(cal.time_is_free(a, T.cur(a, now)) for a in times):
+            return False
+        if crons and not any(cal.cron_is_free(a, T.cur(a, now), d) for a in crons):
+            return False
+        if todays:
+            if len(todays) == 1:
+                ok = cal.today_is_free(todays[0], T.cur(todays[0], now))
+            else:
+                ok = (any(a.free or cal.ts_matches(a, T.cur(a, now)) for a in todays)
+                      or all(cal.today_is_free(a, T.cur(a, now)) for a in todays))
+            if not ok:
                 return False
         return True
 
@@ -474,8 +479,16 @@ class Scheduler:
                 self._release_limits(n)
         M.add_flag(node, "by_rule")
         self._touch(node, "flags", sorted(M.flags(node)))
-        self._propagate(M.parent(node))
         self.need_traversal = True
+        # as ecFlow: the completed node may step its repeat or requeue for its next time slot
+        if M.children(node):
+            if self._container_complete(node, force=True):
+                return
+        else:
+            self._autorestore(node)
+            if M.has_time(node) and self._time_requeue_due(node):
+                self._requeue_tree(node, reset_repeats=False, mode="time")
+        self._propagate(M.parent(node))
 
     # ------------------------------------------------------------------ limits
     def _limits_for(self, node: Any, own_only: bool = False) -> Iterator[tuple[Any, Any, Any]]:
@@ -915,6 +928,421 @@ class Scheduler:
             q.index = 0
             return None
         raise RuntimeError(f"queue: action {action!r}: expected active, complete, aborted, no_of_aborted or reset")
+
+    # ================================================================== time (calendar update, requeue rules)
+    def update_calendar(self) -> bool:
+        """Bring every begun suite's calendar to the clock (ecFlow's calendar update, once a minute).
+
+        At a new day the time series become valid again; time/today/cron slots that came due latch ``free``
+        until requeue (also the ones in a minute the server missed); ``day``/``date`` hold children;
+        late flags, autocancel and autoarchive are applied. Returns True when the suite time moved.
+        """
+        moved = False
+        for s in list(M.suites(self.defs)):
+            if not M.begun(s):
+                continue
+            now = self.calendar(s).now()
+            prev = self._cal_last.get(M.name(s))
+            if prev is not None and now <= prev:
+                continue
+            self._cal_last[M.name(s)] = now
+            moved = True
+            day_changed = prev is not None and now.date() != prev.date()
+            prev_min = cal.minutes_of(prev) if prev is not None and not day_changed else None
+            self._cal_changed(s, now, prev_min, day_changed, False)
+            self._auto_cancel_archive(s, now)
+        return moved
+
+    def _cal_changed(self, node: Any, now: _dt.datetime, prev_min: int | None, day_changed: bool,
+                     holding_parent: bool) -> None:
+        if not holding_parent and M.has_time(node):
+            holding_parent = self._cal_changed_attrs(node, now, prev_min, day_changed)
+        late = getattr(node, "late", None)
+        if late is not None and M.is_task(node):
+            self._check_late(node, late, now)
+        for k in M.children(node):
+            self._cal_changed(k, now, prev_min, day_changed, holding_parent)
+
+    def _latch(self, node: Any, attr: Any, kind: str, now: _dt.datetime, prev_min: int | None,
+               day_changed: bool) -> None:
+        if day_changed:
+            cal.ts_day_changed(attr)
+        if attr.free:
+            return
+        T = self._tstate
+        cur = T.cur(attr, now)
+        window = None if cal.is_relative(attr) else prev_min
+        if kind == "today" and not cal.has_incr(attr) and cur > cal.slot_list(attr)[0]:
+            ok = True
+        else:
+            ok = cal.ts_matches(attr, cur, window)
+            if ok and kind == "cron":
+                ok = cal.cron_day_ok(attr, now)
+        if ok:
+            attr.free = True
+            self._touch(node)
+
+    def _cal_changed_attrs(self, node: Any, now: _dt.datetime, prev_min: int | None, day_changed: bool) -> bool:
+        """One node's share of the calendar update (ecFlow's Node::calendar_changed_timeattrs).
+
+        Returns True when a day/date of the node holds it, so its children's times are not freed."""
+        T = self._tstate
+        d = now.date()
+        days, dates = M.days(node), M.dates(node)
+        if days or dates:
+            clear_day = clear_date = True
+            if day_changed and not M.is_task(node):
+                free_date = any(a.free or cal.date_matches(a, d) for a in dates)
+                free_day = any(T.day_is_free(a, d) for a in days)
+                if free_date or free_day:
+                    done = running = queued = 0
+                    for t in M.walk(node):
+                        if not M.is_task(t):
+                            continue
+                        st = M.state(t)
+                        running += st in (S, R)
+                        done += st == C
+                        queued += st == Q
+                        if running or (done and queued):
+                            clear_date = clear_date and not free_date
+                            clear_day = clear_day and not free_day
+                            break
+            any_free = False
+            for a in days:
+                if not a.expired:
+                    if day_changed and clear_day:
+                        a.free = False
+                    if not a.free and T.day_is_free(a, d):
+                        a.free = True
+                any_free = any_free or T.day_is_free(a, d)
+            for a in dates:
+                if day_changed and clear_date:
+                    a.free = False
+                if not a.free and cal.date_matches(a, d):
+                    a.free = True
+                any_free = any_free or a.free
+            if not any_free:
+                return True
+        for a in M.time_attrs(node):
+            self._latch(node, a, "today" if M.is_today(a) else "time", now, prev_min, day_changed)
+        for a in M.crons(node):
+            self._latch(node, a, "cron", now, prev_min, day_changed)
+        return False
+
+    def _requeue_time_attrs(self, n: Any, now: _dt.datetime, mode: str) -> None:
+        """Time attributes at begin / requeue (ecFlow's Node::begin and do_requeue_time_attrs)."""
+        tattrs = M.time_attrs(n)
+        crons, days, dates = M.crons(n), M.days(n), M.dates(n)
+        late = getattr(n, "late", None)
+        if late is not None:
+            late.is_late = False
+            self._tstate.state_since.pop(id(n), None)
+        self._tstate.complete_since.pop(id(n), None)
+        if not (tattrs or crons or days or dates):
+            return
+        T = self._tstate
+        d = now.date()
+        if mode in ("begin", "full", "repeat"):
+            for a in tattrs + crons:
+                T.rel_start[id(a)] = now
+        reset_next = "no_reque" not in M.flags(n)
+        for a in tattrs + crons:
+            cur = T.cur(a, now)
+            if mode == "begin":
+                cal.ts_reset(a, cur)
+            else:
+                cal.ts_requeue(a, cur, reset_next)
+        for a in dates:
+            a.free = False
+        for a in days:
+            if mode == "time":
+                if not a.expired:
+                    a.free = False
+                continue
+            a.free = False
+            a.expired = False
+            T.day_date[id(a)] = cal.day_matching_date(a.day, d, strictly_after=mode == "repeat")
+
+    def _hybrid_done(self, n: Any, now: _dt.datetime) -> bool:
+        """Under a hybrid clock the date never changes: a node held by a day/date/cron that does not match
+        today could never run, so it is complete at once (ecFlow's markHybridTimeDependentsAsComplete)."""
+        dates, days, crons = M.dates(n), M.days(n), M.crons(n)
+        if not (dates or days or crons):
+            return False
+        s = M.suite_of(n)
+        if s is None or not self.calendar(s).hybrid:
+            return False
+        d = now.date()
+        ok_dates = any(a.day and a.month and a.year and cal.date_matches(a, d) for a in dates)
+        ok_days = any(self._tstate.day_is_free(a, d) for a in days)
+        ok_crons = any(self._cron_valid_for_hybrid(a, d) for a in crons)
+        return not ((not dates or ok_dates) and (not days or ok_days) and (not crons or ok_crons))
+
+    @staticmethod
+    def _cron_valid_for_hybrid(a: Any, d: _dt.date) -> bool:
+        if not cal.has_incr(a) or a.last_day_of_month or a.months or a.days_of_month or a.last_week_days:
+            return False
+        if a.week_days:
+            return len(a.week_days) == 1 and a.week_days[0] == (d.weekday() + 1) % 7
+        return True
+
+    def _time_requeue_due(self, node: Any) -> bool:
+        """Completed node: is a time dependency still due later (ecFlow's testTimeDependenciesForRequeue)?"""
+        if M.crons(node):
+            return True          # a cron never stays complete
+        now = self.suite_now(node)
+        T = self._tstate
+        cmd = self._cmd_context
+        tattrs = M.time_attrs(node)
+        for group in ([a for a in tattrs if not M.is_today(a)], [a for a in tattrs if M.is_today(a)]):
+            if group:
+                lo, hi = cal.min_max(group)
+                if any(cal.ts_check_for_requeue(a, T.cur(a, now), lo, hi, cmd) for a in group):
+                    return True
+        d = now.date()
+        s = M.suite_of(node)
+        hybrid = bool(s is not None and self.calendar(s).hybrid)
+        if any(cal.date_check_for_requeue(a, d, hybrid) for a in M.dates(node)):
+            return True
+        days = M.days(node)
+        for a in days:
+            if cmd:
+                a.expired = True
+                continue
+            dd = T.day_date.get(id(a)) or cal.day_matching_date(a.day, d)
+            if a.day == (d.weekday() + 1) % 7 or dd <= d:
+                a.expired = True
+        return any(not a.expired and not hybrid and (T.day_date.get(id(a)) or d) > d for a in days)
+
+    def miss_next_time_slot(self, node: Any) -> None:
+        """A user ran or completed a node by hand: its next time slot is used up (ecFlow's
+        Node::miss_next_time_slot); the next automatic requeue then keeps the later slots."""
+        if not M.has_time(node) or "no_reque" in M.flags(node):
+            return
+        M.add_flag(node, "no_reque")
+        for group in ([a for a in M.time_attrs(node) if not M.is_today(a)],
+                      [a for a in M.time_attrs(node) if M.is_today(a)], M.crons(node)):
+            for a in group:
+                if not a.expired:
+                    cal.ts_miss_next_slot(a)
+                    break
+        self._touch(node)
+
+    def free_time_deps(self, node: Any) -> None:
+        """``free_time_dep``: free one holding attribute of each kind (time, today, day, cron)."""
+        now = self.suite_now(node)
+        T = self._tstate
+        d = now.date()
+        tattrs = M.time_attrs(node)
+        for group, kind in (([a for a in tattrs if not M.is_today(a)], "time"),
+                            ([a for a in tattrs if M.is_today(a)], "today"), (M.crons(node), "cron")):
+            for a in group:
+                cur = T.cur(a, now)
+                free = (cal.time_is_free(a, cur) if kind == "time" else cal.today_is_free(a, cur)
+                        if kind == "today" else cal.cron_is_free(a, cur, d))
+                if not free:
+                    a.free = True
+                    cal.ts_miss_next_slot(a)
+                    break
+        for a in M.days(node):
+            if not T.day_is_free(a, d):
+                a.free = True
+                a.expired = False
+                break
+        self._touch(node)
+        self.need_traversal = True
+
+    def free_date_deps(self, node: Any) -> None:
+        """``free_date_dep``: free one holding ``date`` attribute."""
+        d = self.suite_now(node).date()
+        for a in M.dates(node):
+            if not (a.free or cal.date_matches(a, d)):
+                a.free = True
+                break
+        self._touch(node)
+        self.need_traversal = True
+
+    def next_time_delta(self) -> _dt.timedelta | None:
+        """How far ahead the earliest time attribute of a begun suite can come due (a slot later today, a
+        relative slot, a late limit, or the next midnight); the simulator jumps the clock straight there."""
+        best: _dt.timedelta | None = None
+        T = self._tstate
+        for s in M.suites(self.defs):
+            if not M.begun(s) or (M.state(s) == C and not self._has_crons(s)):
+                continue
+            now = self.calendar(s).now()
+            cand = [_dt.datetime.combine(now.date() + _dt.timedelta(days=1), _dt.time())]
+            m = cal.minutes_of(now)
+            for n in M.walk(s):
+                for a in M.time_attrs(n) + M.crons(n):
+                    if cal.is_relative(a):
+                        start = T.rel_start.get(id(a))
+                        if start is not None:
+                            for slot in cal.slot_list(a)[a.next_slot:]:
+                                t = start + _dt.timedelta(minutes=slot)
+                                if t > now:
+                                    cand.append(t)
+                                    break
+                        continue
+                    for slot in cal.slot_list(a):
+                        if slot > m:
+                            cand.append(now.replace(hour=slot // 60, minute=slot % 60))
+                            break
+                late = getattr(n, "late", None)
+                if late is not None:
+                    for ts in (late.active, late.complete):
+                        if ts is not None and ts.minutes() > m:
+                            cand.append(now.replace(hour=ts.hour, minute=ts.minute))
+            delta = min(cand) - now
+            if best is None or delta < best:
+                best = delta
+        return best
+
+    def _has_crons(self, node: Any) -> bool:
+        return any(M.crons(n) for n in M.walk(node))
+
+    # ------------------------------------------------------------------ late
+    def _check_late(self, node: Any, late: Any, now: _dt.datetime) -> None:
+        """``late -s +HH:MM`` (submitted too long), ``-a HH:MM`` (not active by then), ``-c [+]HH:MM`` (not
+        complete by then / that long after becoming active) set the late flag (ecFlow's LateAttr)."""
+        T = self._tstate
+        st = M.state(node)
+        rec = T.state_since.get(id(node))
+        if rec is None or rec[0] != st:
+            T.state_since[id(node)] = rec = (st, now)
+            if st == R:
+                T.state_since[-id(node)] = (st, now)
+        if late.is_late:
+            return
+        late_now = False
+        if late.submitted is not None and st == S:
+            late_now = (now - rec[1]).total_seconds() // 60 >= late.submitted.minutes()
+        if not late_now and late.active is not None and st in (Q, S):
+            late_now = cal.minutes_of(now) >= late.active.minutes()
+        if not late_now and late.complete is not None and st in (S, R):
+            if late.complete_relative:
+                act = T.state_since.get(-id(node))
+                late_now = st == R and act is not None and \
+                    (now - act[1]).total_seconds() // 60 >= late.complete.minutes()
+            else:
+                late_now = cal.minutes_of(now) >= late.complete.minutes()
+        if late_now:
+            late.is_late = True
+            M.add_flag(node, "late")
+            self._touch(node, "flags", sorted(M.flags(node)))
+            self._msg(f"--late {M.path(node)}")
+
+    # ------------------------------------------------------------------ autocancel / autoarchive / restore
+    def _auto_due(self, attr: Any, since: _dt.datetime, now: _dt.datetime) -> bool:
+        if attr.time is None:
+            return now - since >= _dt.timedelta(days=attr.days or 0)
+        if attr.relative:
+            return now - since >= _dt.timedelta(minutes=attr.time.minutes())
+        return now.date() > since.date() or cal.minutes_of(now) >= attr.time.minutes()
+
+    def _auto_cancel_archive(self, suite: Any, now: _dt.datetime) -> None:
+        T = self._tstate
+        cancel: list[Any] = []
+        archive: list[Any] = []
+        for n in M.walk(suite):
+            ac, aa = getattr(n, "autocancel", None), getattr(n, "autoarchive", None)
+            if ac is None and aa is None:
+                continue
+            st = M.state(n)
+            idle = aa is not None and aa.idle and st in (Q, A)
+            if st != C and not idle:
+                T.complete_since.pop(id(n), None)
+                continue
+            since = T.complete_since.setdefault(id(n), now)
+            if ac is not None and self._auto_due(ac, since, now):
+                cancel.append(n)
+            elif aa is not None and "archived" not in M.flags(n) and M.children(n) \
+                    and self._auto_due(aa, since, now):
+                archive.append(n)
+        for n in archive:
+            self.archive_node(n)
+        for n in cancel:
+            if M.find_abs(self.defs, M.path(n)) is None:
+                continue
+            self._msg(f"--autocancel {M.path(n)}")
+            p = M.path(n)
+            par = M.parent(n)
+            M.remove_node(self.defs, n)
+            self._structure_changed(removed=[p])
+            if par is not None and not M.is_defs(par):
+                self._recompute(par)
+
+    def archive_path(self, node: Any) -> str:
+        """Where ``archive`` writes a node's children: ECF_HOME/<host>.<port>.<path with ':' for '/'>.check."""
+        host = self.server_vars.get("ECF_HOST", "localhost") or "localhost"
+        port = self.server_vars.get("ECF_PORT", "0") or "0"
+        home = self.lookup(node, "ECF_HOME") or self.home
+        return os.path.join(home, f"{host}.{port}.{M.path(node).replace('/', ':')}.check")
+
+    def archive_node(self, node: Any) -> str:
+        """Write a suite/family's subtree to its archive file, drop the children, flag it ``archived``."""
+        if M.is_task(node):
+            raise RuntimeError(f"archive: {M.path(node)} is a task; only suites and families can be archived")
+        running = [M.path(t) for t in M.walk(node) if M.is_task(t) and M.state(t) in (S, R)]
+        if running:
+            raise RuntimeError(f"archive: {M.path(node)} has submitted/active tasks ({', '.join(running[:5])})")
+        from ecflow_lab.defs.writer import write_node
+
+        path = self.archive_path(node)
+        kids = list(M.children(node))
+        text = "".join(write_node(k, state=True) for k in kids)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w") as fh:
+            fh.write(text)
+        removed = [M.path(k) for k in kids]
+        for k in kids:
+            M.remove_node(self.defs, k)
+        M.add_flag(node, "archived")
+        self._touch(node, "flags", sorted(M.flags(node)))
+        self._structure_changed(removed=removed)
+        self._msg(f"--archive {M.path(node)} {path}")
+        return path
+
+    def restore_node(self, node: Any) -> None:
+        """Read back the children written by :meth:`archive_node` and clear ``archived``."""
+        if "archived" not in M.flags(node):
+            raise RuntimeError(f"restore: {M.path(node)} is not archived")
+        if M.children(node):
+            raise RuntimeError(f"restore: {M.path(node)} has children; it can not be restored over them")
+        path = self.archive_path(node)
+        try:
+            text = open(path).read()
+        except OSError as exc:
+            raise RuntimeError(f"restore: cannot read the archive of {M.path(node)}: {exc}") from None
+        wrapper = M.parse_state(f"suite __restore__\n{text}\nendsuite\n", path)
+        tmp = wrapper.suites[0]
+        added = []
+        for k in list(M.children(tmp)):
+            tmp.remove_child(k)
+            node.add_child(k)
+            added.append(M.path(k))
+        M.discard_flag(node, "archived")
+        M.add_flag(node, "restored")
+        self._touch(node, "flags", sorted(M.flags(node)))
+        self._structure_changed(added=added)
+        self._recompute(node)
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        self._msg(f"--restore {M.path(node)}")
+
+    def _autorestore(self, node: Any) -> None:
+        """A node with ``autorestore`` (or an ancestor that is complete) restores the listed nodes."""
+        n = node
+        while n is not None and not M.is_defs(n):
+            ar = getattr(n, "autorestore", None)
+            if ar is not None and (n is node or M.state(n) == C):
+                for p in ar.paths:
+                    target = M.find_node(self.defs, n, p)
+                    if target is not None and "archived" in M.flags(target):
+                        self.restore_node(target)
+            n = M.parent(n)
 
     # ================================================================== why
     def why_list(self, node: Any) -> list[str]:
