@@ -151,6 +151,7 @@ def _strip_quotes(w: str) -> str:
     return w
 
 
+_CAL_ITEM = re.compile(r"([A-Za-z_]\w*):(.*?)(?=\s+[A-Za-z_]\w*:|\s*$)")
 _NEXT_VALUED = re.compile(r";\s*(edit|label)\b")
 
 
@@ -562,7 +563,7 @@ class _Parser:
             key, sep, val = item.partition(":")
             if not sep:
                 continue
-            if key == "state" and val:
+            if key in ("state", "state>") and val:
                 self.defs.state = NState[val]
             elif key == "server_state" and val:
                 self.defs.server_state = SState[val]
@@ -581,10 +582,9 @@ class _Parser:
         n = self.node
         if not isinstance(n, Suite):
             raise self.error("'calendar' is only allowed on a suite", got="calendar")
-        cal: dict[str, str] = {}
-        for item in words[1:]:
-            k, _, v = item.partition(":")
-            cal[k] = v
+        # values may hold spaces ('initTime:2026-Nov-22 03:56:07'): keys are words starting with a letter
+        body = stmt.split(None, 1)[1] if len(stmt.split(None, 1)) > 1 else ""
+        cal = {m.group(1): m.group(2).strip() for m in _CAL_ITEM.finditer(body)}
         n.calendar = cal
 
     # ----------------------------------------------------------------- variables and expressions

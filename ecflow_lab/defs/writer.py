@@ -23,7 +23,7 @@ def _ind(depth: int) -> str:
 
 
 def _node_state(n: Node) -> str:
-    parts = []
+    parts = ["begun:1"] if isinstance(n, Suite) and n.begun else []  # ecFlow's order
     if n.state is not NState.unknown:
         parts.append(f"state:{n.state.name}")
     if n.suspended:
@@ -43,8 +43,6 @@ def _node_state(n: Node) -> str:
             parts.append(f"alias_no:{n.alias_no}")
         if n.abort_reason:
             parts.append(f"abort<:{n.abort_reason}>abort")
-    if isinstance(n, Suite) and n.begun:
-        parts.append("begun:1")
     return " ".join(parts)
 
 
@@ -120,7 +118,7 @@ def write_defs(defs: Defs, state: bool = False) -> str:
     """The whole definition; with ``state=True`` the checkpoint form."""
     out: list[str] = [f"#{VERSION}"]
     if state:
-        parts = [f"state:{defs.state.name}", f"server_state:{defs.server_state.name}"]
+        parts = [f"state>:{defs.state.name}", f"server_state:{defs.server_state.name}"]
         if defs.flags:
             parts.append("flag:" + ",".join(sorted(defs.flags)))
         if defs.state_change:

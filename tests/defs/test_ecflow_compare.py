@@ -95,3 +95,47 @@ def test_corpus_present() -> None:
     if not GOOD:
         pytest.skip(f"{CONFORMANCE} is not present")
     assert len(GOOD) > 100
+
+
+REAL_CHECK = HERE / "data" / "ecflow_5.9.2.check"  # written by a real ecflow_server 5.9.2 (see make_ecflow_check.py)
+
+
+def test_reads_a_real_ecflow_checkpoint() -> None:
+    from ecflow_lab.defs import NState
+
+    d = Defs(str(REAL_CHECK))
+    s = d.find_suite("s")
+    t = d.find_abs_node("/s/f/t")
+    assert s.begun and s.calendar["initTime"] == "2026-Nov-22 03:56:07"
+    assert d.state is NState.aborted and d.find_variable("ECF_HOME") is None
+    assert {v.name for v in d.server_variables} >= {"ECF_HOME", "ECF_JOB_CMD", "ECF_TRIES"}
+    assert t.state is NState.queued and t.flags == {"message"}
+    assert (t.find_event("e").value, t.find_meter("m").value, t.find_label("l").new_value) == (True, 42, "new val")
+    assert d.find_abs_node("/s/f").repeat.value() == 3
+    q = d.find_abs_node("/s/f/q")
+    assert q.suspended and q.state is NState.aborted and q.flags == {"task_aborted", "message"}
+    assert q.queues[0].states == ["queued", "queued"]
+    assert d.find_abs_node("/s/f/t2").state is NState.complete
+    assert Defs.from_string(d.to_string(state=True)) == d
+
+
+@pytest.mark.ecflow
+def test_real_ecflow_reads_our_checkpoint_the_same(tmp_path: Path) -> None:
+    why = _ecflow_available()
+    if why:
+        pytest.skip(why)
+    ours = tmp_path / "ours.check"
+    Defs(str(REAL_CHECK)).save_as_checkpt(str(ours))
+    script = (
+        "import ecflow, sys\n"
+        "for p, o in ((sys.argv[1], sys.argv[3]), (sys.argv[2], sys.argv[4])):\n"
+        "    ecflow.Defs(p).save_as_checkpt(o)\n")
+    a, b = tmp_path / "a", tmp_path / "b"
+    r = subprocess.run([ECFLOW_PY, "-c", script, str(REAL_CHECK), str(ours), str(a), str(b)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+    def body(p: Path) -> list[str]:  # ecFlow's history lines and calendar counter are not part of our model
+        return [ln for ln in p.read_text().splitlines() if not ln.startswith(("history ", "defs_state"))]
+
+    assert body(a) == body(b)
