@@ -2,7 +2,15 @@
 
 Run with /usr/bin/python3 (Debian python3-ecflow); kept for reference, not run by the tests.
 """
-import ecflow, os, subprocess, time, socket, random, shutil
+import os
+import random
+import shutil
+import socket
+import subprocess
+import time
+
+import ecflow
+
 home="/tmp/ecfck/home"; shutil.rmtree(home, ignore_errors=True); os.makedirs(home)
 while True:
     port=random.randint(20000,49000); s=socket.socket()
