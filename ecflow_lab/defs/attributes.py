@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterable, Sequence
+from enum import IntEnum
 from typing import Any
 
 __all__ = [
@@ -23,7 +24,7 @@ __all__ = [
     "RepeatDay", "RepeatDateTime",
     "TimeSlot", "TimeSeries", "Time", "Today", "Date", "Day", "Cron", "Late", "Clock", "EndClock",
     "Autocancel", "Autoarchive", "Autorestore", "Verify", "ZombieAttr", "Queue", "Generic",
-    "Aviso", "Mirror", "Extern", "quote_value", "date_to_julian", "julian_to_date",
+    "Aviso", "Mirror", "Extern", "Days", "quote_value", "date_to_julian", "julian_to_date",
 ]
 
 
@@ -804,6 +805,18 @@ class Date(_Attr):
 DAY_NAMES = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
 
 
+class Days(IntEnum):
+    """ecflow's ``Days`` enum: ``Day(Days.monday)``."""
+
+    sunday = 0
+    monday = 1
+    tuesday = 2
+    wednesday = 3
+    thursday = 4
+    friday = 5
+    saturday = 6
+
+
 class Day(_Attr):
     """``day monday`` (0=sunday .. 6=saturday).  Runtime: ``free``, ``expired``."""
 
@@ -973,6 +986,9 @@ class Clock(_Attr):
 
     def __init__(self, hybrid: bool = False, day: int = 0, month: int = 0, year: int = 0, gain: int = 0,
                  positive_gain: bool = False, start_stop_with_server: bool = False) -> None:
+        if not isinstance(hybrid, bool) and isinstance(hybrid, int) and isinstance(day, int) and month > 12:
+            # ecflow's order Clock(day, month, year[, hybrid]) lands here as (hybrid, day, month[, year])
+            hybrid, day, month, year = (year if isinstance(year, bool) else False), hybrid, day, month
         self.hybrid = bool(hybrid)
         self.day, self.month, self.year = int(day), int(month), int(year)
         if self.day:
@@ -1043,7 +1059,10 @@ class EndClock(Clock):
 class _AutoTime(_Attr):
     __slots__ = ("days", "time", "relative")
 
-    def __init__(self, value: int | str | TimeSlot = 0, relative: bool = True, days: bool | None = None) -> None:
+    def __init__(self, value: int | str | TimeSlot = 0, relative: bool | int = True, days: bool | None = None) -> None:
+        if isinstance(value, int) and not isinstance(relative, bool) and isinstance(relative, int):
+            # ecflow's order: Autocancel(hour, minute, relative)
+            value, relative = TimeSlot(value, relative), True if days is None else bool(days)
         if isinstance(value, str):
             v = value.strip()
             if v.startswith("+"):
@@ -1085,9 +1104,13 @@ class Autoarchive(_AutoTime):
     __slots__ = ("idle",)
     keyword = "autoarchive"
 
-    def __init__(self, value: int | str | TimeSlot = 0, relative: bool = True, idle: bool = False) -> None:
+    def __init__(self, value: int | str | TimeSlot = 0, relative: bool | int = True, idle: bool = False) -> None:
         if isinstance(value, str) and value.split()[-1:] == ["-i"]:
             idle, value = True, value.rsplit(None, 1)[0]
+        if isinstance(value, int) and not isinstance(relative, bool) and isinstance(relative, int):
+            super().__init__(value, relative, idle)  # ecflow's order: Autoarchive(hour, minute, relative[, idle])
+            self.idle = False
+            return
         super().__init__(value, relative)
         self.idle = bool(idle)
 

@@ -65,7 +65,8 @@ from .attributes import (
     Verify,
     ZombieAttr,
 )
-from .expression import Complete, Expression, Trigger
+from .expression import Complete, Expression, PartExpression, Trigger
+from .errors import DefsSyntaxError
 from .state import DState, NState, SState, computed_state
 
 __all__ = ["Node", "NodeContainer", "Suite", "Family", "Task", "Alias", "Defs", "Defstatus",
@@ -131,6 +132,14 @@ for _c in (Variable, Edit, Event, Meter, Label, Limit, InLimit, RepeatDate, Repe
            EndClock, Autocancel, Autoarchive, Autorestore, Verify, ZombieAttr, Queue, Generic, Aviso, Mirror,
            Trigger, Complete, Extern):
     _record_attr_init(_c)
+
+
+def _part_args(text: Any, join: str | bool) -> tuple[str, str]:
+    if isinstance(text, PartExpression):
+        return text.text, text.join or "and"
+    if isinstance(join, bool):
+        join = "and" if join else "or"
+    return str(text), join
 
 
 def _to_int(value: str) -> int:
@@ -311,8 +320,10 @@ class Node:
         self.complete = expr if isinstance(expr, Complete) else Complete(expr)
         return self
 
-    def add_part_trigger(self, text: str, join: str) -> Node:
-        """``trigger -a/-o``: append a part (creates the trigger if there is none yet)."""
+    def add_part_trigger(self, text: str | Any, join: str | bool = "and") -> Node:
+        """``trigger -a/-o``: append a part (creates the trigger if there is none yet).  Accepts
+        ecflow's forms too: ``add_part_trigger(PartExpression(...))`` / ``(text, and_expr: bool)``."""
+        text, join = _part_args(text, join)
         self._allowed("trigger")
         if self.trigger is None:
             self.trigger = Trigger(text)
@@ -320,7 +331,8 @@ class Node:
             self.trigger.add_part(text, join)
         return self
 
-    def add_part_complete(self, text: str, join: str) -> Node:
+    def add_part_complete(self, text: str | Any, join: str | bool = "and") -> Node:
+        text, join = _part_args(text, join)
         self._allowed("complete")
         if self.complete is None:
             self.complete = Complete(text)
@@ -1136,6 +1148,27 @@ class Defs:
         self.suites.remove(s)
         s.parent = None
         structure_version[0] += 1
+
+    def auto_add_externs(self, remove_existing: bool = False) -> None:
+        """ecflow's helper: add an ``extern`` for every trigger/complete/inlimit reference that does not
+        resolve, so that ``check()`` passes for suites that depend on other servers."""
+        if remove_existing:
+            self.externs = []
+        for n in self.walk():
+            for expr in (n.trigger, n.complete):
+                if expr is None:
+                    continue
+                try:
+                    refs = expr.references()
+                except DefsSyntaxError:
+                    continue
+                for r in refs:
+                    if r.kind != "var" and n.find_referenced_node(r.path) is None:
+                        p = n.normalise_path(r.path)
+                        self.add_extern(f"{p}:{r.attr}" if r.kind == "attr" else p)
+            for il in n.inlimits or ():
+                if il.path and n.find_referenced_node(il.path) is None:
+                    self.add_extern(f"{n.normalise_path(il.path)}:{il.name}")
 
     def add_extern(self, path: str) -> Defs:
         if path not in self.externs:

@@ -160,3 +160,30 @@ def test_builder_errors_are_clear() -> None:
         Family("f").add_autoarchive(1).add_autocancel(2)
     with pytest.raises(TypeError):
         Task("t").add(object())
+
+
+def test_ecflow_positional_forms() -> None:
+    from ecflow_lab.defs import Autoarchive, Days, PartExpression
+
+    assert Clock(1, 2, 2024).write() == "clock real 1.2.2024"
+    assert Clock(1, 2, 2024, True).write() == "clock hybrid 1.2.2024"
+    assert Autocancel(1, 30, True).write() == "autocancel +01:30"
+    assert Autoarchive(2, 0, False).write() == "autoarchive 02:00"
+    assert Day(Days.friday).write() == "day friday"
+    assert Time(10, 30, True).write() == "time +10:30"
+    assert Date(24, 12, 2024).write() == "date 24.12.2024"
+    t = Task("t")
+    t.add_part_trigger("a == complete")
+    t.add_part_trigger(PartExpression("b == complete", "or"))
+    t.add_part_trigger("c == complete", True)
+    assert t.trigger.expression == "a == complete or b == complete and c == complete"
+    assert "trigger -o b == complete" in str(t)
+
+
+def test_auto_add_externs_makes_check_pass() -> None:
+    d = Defs.from_string("suite s\n task t\n  trigger /x/y == complete and ../z:ev\n  inlimit /l:lim\nendsuite\n")
+    assert d.check().count("Error:") == 3
+    d.auto_add_externs()
+    assert d.externs == ["/x/y", "/z:ev", "/l:lim"]
+    assert d.check() == ""
+    assert "extern /z:ev" in str(d)
