@@ -83,3 +83,31 @@ def copy_and_hash(src_fd: int, dst_fd: int, size: int, algo: str, *,
     if failed:
         raise failed[0]
     return hasher.hexdigest()
+
+
+def copy_only(src_fd: int, dst_fd: int, size: int) -> None:
+    """Kernel-side copy of ``size`` bytes (offset 0 to offset 0), like ``cp``."""
+    off = 0
+    while off < size:
+        try:
+            n = os.copy_file_range(src_fd, dst_fd, min(REGION, size - off), off, off)
+        except OSError:
+            data = os.pread(src_fd, min(CHUNK, size - off), off)
+            n = os.pwrite(dst_fd, data, off) if data else 0
+        if n == 0:
+            raise TransferError(f"source shrank while copying (at {off} of {size} bytes)")
+        off += n
+
+
+def hash_file(fd: int, size: int, algo: str) -> str:
+    """``algo:hex`` of an open file's first ``size`` bytes, read through mmap (no copies)."""
+    hasher = Checksum(algo)
+    if size:
+        with mmap.mmap(fd, size, prot=mmap.PROT_READ) as m:
+            view = memoryview(m)
+            try:
+                for i in range(0, size, CHUNK):
+                    hasher.update(view[i:i + CHUNK])
+            finally:
+                view.release()
+    return hasher.hexdigest()

@@ -187,6 +187,10 @@ class Master:
         for r in self.db.execute("SELECT * FROM destinations"):
             self.dests[r["name"]] = {"url": r["url"], "options": json.loads(r["options"]),
                                      "enabled": bool(r["enabled"])}
+        # a checksum report lost with the previous master process must not hold deliveries back:
+        # the delivering mover computes and records it instead
+        self.db.execute("UPDATE data_files SET fetch_mover=NULL WHERE status='stored' AND checksum IS NULL")
+        self.db.commit()
         now = time.monotonic()
         for r in self.db.execute("SELECT id, mover, attempt, destination FROM transfers WHERE status=?",
                                  (TRANSFERRING,)):
@@ -455,7 +459,7 @@ class Master:
             return
         self.db.execute("UPDATE data_files SET status='stored', size=?, checksum=?, store_path=?, store_root=?, "
                         "arrived=?, fetch_mover=? WHERE id=?",
-                        (int(hdr["size"]), hdr["checksum"], hdr["store_path"], hdr["store_root"], time.time(),
+                        (int(hdr["size"]), hdr.get("checksum"), hdr["store_path"], hdr["store_root"], time.time(),
                          hdr.get("name"), dfid))
         n = self._release_file(f, f"received by {hdr.get('name')}")
         reply.update(ok=True, message=f"{n} DataTransfer(s) will start at: "
@@ -486,6 +490,17 @@ class Master:
                         (hdr.get("error"), dfid))
         for tid in self._file_transfers(dfid):
             self._set_status(tid, FAILED, hdr.get("name"), f"push failed: {hdr.get('error')}", error=hdr.get("error"))
+
+    def _mover_checksummed(self, ident: bytes, hdr: dict[str, Any]) -> None:
+        """The checksum of a file handed over on the same host (computed right after the copy)."""
+        dfid = int(hdr["id"])
+        if hdr.get("checksum"):
+            self.db.execute("UPDATE data_files SET checksum=? WHERE id=? AND checksum IS NULL",
+                            (hdr["checksum"], dfid))
+        else:  # could not checksum the store: deliveries compute and record it instead
+            log.warning("no checksum for DataFileId=%s: %s", dfid, hdr.get("error"))
+            self.db.execute("UPDATE data_files SET fetch_mover=NULL WHERE id=?", (dfid,))
+        self._dirty = True
 
     def _mover_cancelled(self, ident: bytes, hdr: dict[str, Any]) -> None:
         """A mover confirms it dropped a job the master had already taken back: nothing to do."""
@@ -543,6 +558,9 @@ class Master:
         if inf is None:
             return
         tid = int(hdr["id"])
+        if hdr.get("checksum"):
+            self.db.execute("UPDATE data_files SET checksum=? WHERE checksum IS NULL AND noretrieval=0 AND "
+                            "id=(SELECT data_file FROM transfers WHERE id=?)", (hdr["checksum"], tid))
         secs = max(float(hdr.get("seconds", 0)), 1e-6)
         rate = wire.fmt_size(int(hdr.get("bytes", 0)) / secs)
         self._set_status(tid, DONE, inf.mover, f"delivered to {hdr.get('path')} in {secs:.2f}s ({rate}/s)",
@@ -614,7 +632,8 @@ class Master:
         if free <= 0 or not self.movers:
             return
         rows = self.db.execute(
-            "SELECT t.id, t.target, t.expiry, t.attempt, d.store_path, d.store_root, d.size, d.checksum "
+            "SELECT t.id, t.target, t.expiry, t.attempt, d.store_path, d.store_root, d.size, d.checksum, "
+            "d.noretrieval, d.fetch_mover "
             "FROM transfers t JOIN data_files d ON d.id = t.data_file "
             "WHERE t.destination=? AND t.status IN (?, ?) AND t.at<=? AND t.retry_time<=? AND d.status='stored' "
             "AND (t.asap=0 OR d.groupby IS NULL OR NOT EXISTS (SELECT 1 FROM data_files g WHERE "
@@ -622,6 +641,8 @@ class Master:
             "ORDER BY t.priority, t.queue_time, t.id LIMIT ?",
             (name, QUEUED, REQUEUED, now, now, free)).fetchall()
         for r in rows:
+            if r["checksum"] is None and not r["noretrieval"] and r["fetch_mover"] in self.movers:
+                continue  # its mover is still checksumming the stored bytes
             if r["expiry"] and r["expiry"] < now:
                 self._set_status(r["id"], STOPPED, None, "lifetime expired before dispatch",
                                  error="expired", finished=now)

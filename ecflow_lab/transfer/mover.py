@@ -36,7 +36,7 @@ import zmq
 
 from . import wire
 from .destinations import Cancelled, Connection, Destination, deliver, make_destination
-from .fastcopy import CopyCancelled, copy_and_hash
+from .fastcopy import CopyCancelled, copy_and_hash, copy_only, hash_file
 from .master import upload_token
 from .wire import CHUNK, Checksum, TransferError, decode, encode
 
@@ -213,7 +213,7 @@ class Mover:
                     if res["op"] == "fd_stored":
                         self._waiting_ack[res["upload"]] = res.pop("conn")
                         res["op"] = "stored"
-                    elif res["op"] == "upload_failed":
+                    elif res["op"] in ("upload_failed", "checksummed"):
                         pass
                     elif res["op"] != "progress":
                         self._active.pop((res["kind"], res["id"]), None)
@@ -550,10 +550,16 @@ class Mover:
             final = self.store / rel
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.part")
+            dst_fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             try:
-                checksum = _copy_and_hash(src_fd, tmp, size, hdr.get("algo") or "sha256", self.fsync)
+                copy_only(src_fd, dst_fd, size)
+                if os.fstat(dst_fd).st_size != size:
+                    raise TransferError(f"stored {os.fstat(dst_fd).st_size} bytes, {size} announced")
+                if self.fsync:
+                    os.fsync(dst_fd)
                 os.replace(tmp, final)
             except BaseException:
+                os.close(dst_fd)
                 tmp.unlink(missing_ok=True)
                 raise
         except Exception as exc:
@@ -564,10 +570,19 @@ class Mover:
         finally:
             if src_fd >= 0:
                 os.close(src_fd)
+        # the client gets its ID as soon as the bytes are in the store and committed (cp-like latency);
+        # the checksum of the stored bytes follows at once and no delivery starts before it is known
         key = uuid.uuid4().hex
         self._uploads_done[key] = rel
         self._report({"op": "fd_stored", "conn": conn, "upload": key, "id": dfid, "size": size,
-                      "checksum": checksum, "store_path": rel, "store_root": str(self.store)})
+                      "checksum": None, "store_path": rel, "store_root": str(self.store)})
+        try:
+            checksum = hash_file(dst_fd, size, hdr.get("algo") or "sha256")
+            self._report({"op": "checksummed", "id": dfid, "checksum": checksum})
+        except Exception as exc:
+            self._report({"op": "checksummed", "id": dfid, "checksum": None, "error": _err(exc)})
+        finally:
+            os.close(dst_fd)
 
     def _expire_uploads(self, ctl: zmq.Socket) -> None:
         now = time.monotonic()
