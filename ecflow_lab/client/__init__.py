@@ -21,7 +21,7 @@ from typing import Any
 
 import zmq
 
-from ecflow_lab import protocol
+import ecflow_lab.protocol as protocol
 
 __all__ = ["Client", "Subscription", "CheckPt", "DEFAULT_PORT"]
 
@@ -73,6 +73,7 @@ class Client:
         self._user_timeout = 3600.0
         # local definition for get_server_defs / sync_local
         self._defs: Any = None
+        self._defs_text: str | None = None
         self._seq = -1
         self._server_id = ""
         self._in_sync = False
@@ -174,7 +175,7 @@ class Client:
             host, _, port = host.replace("@", ":").rpartition(":")
         self.close()
         self._host, self._port = host, str(port)
-        self._defs, self._seq = None, -1
+        self._defs, self._defs_text, self._seq = None, None, -1
 
     def set_connection_attempts(self, n: int) -> None:
         self._connect_attempts = int(n)
@@ -313,7 +314,7 @@ class Client:
             from ecflow_lab import defs as _defs
 
             try:
-                d = _defs.parse(text.decode(), name)
+                d = _defs.Defs.from_string(text.decode(), name)
             except Exception as exc:
                 raise RuntimeError(str(exc)) from None
             if print:
@@ -343,15 +344,21 @@ class Client:
         return 0
 
     def get_defs(self) -> Any:
-        """The definition held by this client (after get_server_defs / sync_local), or None."""
+        """The definition held by this client (after get_server_defs / sync_local), or None.
+
+        The server's text is parsed here, on first access, so a script that only needs to know the
+        download happened (or a sync that finds nothing new) never pays for building the model."""
+        if self._defs_text is not None:
+            from ecflow_lab import defs as _defs
+
+            text, self._defs_text = self._defs_text, None
+            self._defs = _defs.Defs.from_string(text, f"<server {self._host}:{self._port}>")
         return self._defs
 
     def _fetch_full(self) -> None:
-        from ecflow_lab import defs as _defs
-
         result, payload = self._call("get_defs", {"handle": self._handle})
-        text = (payload or b"").decode()
-        self._defs = _defs.parse_state(text) if hasattr(_defs, "parse_state") else _defs.parse(text)
+        self._defs_text = (payload or b"").decode()
+        self._defs = None
         self._seq = result["seq"]
         self._server_id = result.get("server_id", "")
         self._in_sync = True
@@ -359,14 +366,14 @@ class Client:
 
     def news_local(self) -> bool:
         """True when the server changed since this client's last sync (always True before the first)."""
-        if self._defs is None:
+        if self._defs is None and self._defs_text is None:
             return True
         result, _ = self._call("news", {"seq": self._seq, "server_id": self._server_id})
         return bool(result["news"])
 
     def sync_local(self, sync_suite_clock: bool = False) -> int:
         """Bring the local definition up to date: full the first time, then the server's deltas."""
-        if self._defs is None:
+        if self._defs is None and self._defs_text is None:
             self._fetch_full()
             self._changed = []
             return 0
@@ -382,7 +389,7 @@ class Client:
             if msg.get("added") or msg.get("removed"):
                 self._fetch_full()      # structure changed: cheapest correct answer is a fresh copy
                 return 0
-            changed.extend(apply_delta(self._defs, msg))
+            changed.extend(apply_delta(self.get_defs(), msg))
             self._seq = msg["seq"]
         self._seq = max(self._seq, result.get("seq", self._seq))
         self._changed = changed
@@ -417,7 +424,7 @@ class Client:
     def ch_register(self, auto_add_new_suites: bool, suites: list[str]) -> None:
         self._handle = self._user_cmd("ch", action="register", auto_add=bool(auto_add_new_suites),
                                       suites=list(suites))
-        self._defs, self._seq = None, -1
+        self._defs, self._defs_text, self._seq = None, None, -1
 
     def ch_handle(self) -> int:
         return self._handle
@@ -585,7 +592,7 @@ class Client:
 
     def reset(self) -> None:
         """Forget the local definition and handles (ecflow's Client.reset)."""
-        self._defs, self._seq, self._handle, self._changed = None, -1, 0, []
+        self._defs, self._defs_text, self._seq, self._handle, self._changed = None, None, -1, 0, []
 
     # ------------------------------------------------------------------ zombies
     def zombie_get(self) -> list[dict[str, Any]]:
@@ -732,7 +739,7 @@ class Subscription:
 
     def _snapshot(self, client: Client) -> int:
         client._fetch_full()
-        self._callback({"v": protocol.VERSION, "seq": client._seq, "full": True, "defs": client._defs})
+        self._callback({"v": protocol.VERSION, "seq": client._seq, "full": True, "defs": client.get_defs()})
         return client._seq
 
     def _run(self) -> None:

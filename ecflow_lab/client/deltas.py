@@ -43,6 +43,11 @@ def apply_delta(defs: Any, msg: dict[str, Any]) -> list[str]:
             lb = M.find_label(node, name)
             if lb is not None:
                 lb.new_value = "" if value == lb.value else value
+        for name, value in rec.get("limits", {}).items():
+            lim = M.find_limit_on(node, name)
+            if lim is not None:
+                lim.value = int(value["value"])
+                lim.paths = list(value["paths"]) or None
         for name, value in rec.get("variables", {}).items():
             M.set_user_var(node, name, value)
         if "repeat" in rec:

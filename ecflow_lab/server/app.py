@@ -38,7 +38,7 @@ from typing import Any
 
 import zmq
 
-from ecflow_lab import protocol
+import ecflow_lab.protocol as protocol
 from ecflow_lab.server.checkpoint import DEFAULT_INTERVAL, CheckpointSaver, ServerLog, read_checkpoint
 
 SERVER_VERSION = f"ecflow_lab 0.1.0 (ecFlow 5.x compatible, protocol v{protocol.VERSION})"
@@ -276,7 +276,7 @@ class SuiteServer:
                 log.msg("--terminate server stopped")
                 log.flush()
             finally:
-                router.close(linger=0)
+                router.close(linger=1000)
                 pub.close(linger=100)
                 self._stopping.set()
                 if self._http is not None:

@@ -181,26 +181,27 @@ def day_free(attr: Any, now: _dt.datetime) -> bool:
 
 
 def cron_day_ok(attr: Any, now: _dt.datetime) -> bool:
-    """The date part of a cron: weekdays (0=Sunday, ``L`` = last of month), days of month, months."""
-    d = now.date()
+    """The date part of a cron (ecFlow's CronAttr): ``-w`` week days (0=Sunday, ``NL`` = last N-day of the
+    month), ``-d`` days of the month (``L`` = last day), ``-m`` months; the kinds given are ANDed."""
+    d = now.date() if isinstance(now, _dt.datetime) else now
     dow = (d.weekday() + 1) % 7
-    wdays = list(getattr(attr, "days_of_week", ()) or ())
-    last_wdays = list(getattr(attr, "last_week_days_of_month", ()) or ())
-    mdays = list(getattr(attr, "days_of_month", ()) or ())
+    wdays = getattr(attr, "week_days", None) or getattr(attr, "days_of_week", None) or ()
+    last_wdays = getattr(attr, "last_week_days", None) or getattr(attr, "last_week_days_of_month", None) or ()
+    mdays = getattr(attr, "days_of_month", None) or ()
     last_day = bool(getattr(attr, "last_day_of_month", False))
-    months = list(getattr(attr, "months", ()) or ())
-    if months and d.month not in months:
-        return False
-    nxt = d + _dt.timedelta(days=1)
-    is_last_day = nxt.month != d.month
-    in_last_week = (d + _dt.timedelta(days=7)).month != d.month
-    if wdays or last_wdays:
-        if not (dow in wdays or (dow in last_wdays and in_last_week)):
-            return False
+    months = getattr(attr, "months", None) or ()
+    week_ok = not wdays and not last_wdays
+    if wdays:
+        week_ok = dow in wdays
+    if not week_ok and last_wdays:
+        week_ok = dow in last_wdays and (d + _dt.timedelta(days=7)).month != d.month
+    if not mdays and not last_day and not months:
+        return week_ok
+    mday_ok = not mdays and not last_day
     if mdays or last_day:
-        if not (d.day in mdays or (last_day and is_last_day)):
-            return False
-    return True
+        mday_ok = d.day in mdays or (last_day and (d + _dt.timedelta(days=1)).month != d.month)
+    month_ok = not months or d.month in months
+    return week_ok and mday_ok and month_ok
 
 
 # ============================================================================================ ecFlow semantics
@@ -225,6 +226,18 @@ def slot_list(attr: Any) -> list[int]:
     return got
 
 
+def ts_expired(attr: Any) -> bool:
+    """No slot of the series is left today (ecFlow's ``!isValid``): ``next_slot`` is past the last one."""
+    return attr.next_slot >= len(slot_list(attr))
+
+
+def _set_expired(attr: Any, flag: bool) -> None:
+    if flag:
+        attr.next_slot = max(attr.next_slot, len(slot_list(attr)))
+    if hasattr(attr, "expired"):
+        attr.expired = flag
+
+
 def has_incr(attr: Any) -> bool:
     return attr.series.finish is not None
 
@@ -236,49 +249,47 @@ def is_relative(attr: Any) -> bool:
 def ts_reset(attr: Any, cur: int) -> None:
     """Begin: the series becomes valid; slots already passed (strictly) are skipped (TimeSeries::reset)."""
     attr.free = False
-    attr.expired = False
     attr.next_slot = 0
+    _set_expired(attr, False)
     slots = slot_list(attr)
     if has_incr(attr):
         i = 0
         while i < len(slots) and cur > slots[i]:
             i += 1
         attr.next_slot = i
-        if i >= len(slots):
-            attr.expired = True
+        _set_expired(attr, i >= len(slots))
     elif cur > slots[0]:
-        attr.expired = True
+        _set_expired(attr, True)
 
 
 def ts_requeue(attr: Any, cur: int, reset_next_slot: bool) -> None:
     """Requeue: move past the current time so one slot runs once (TimeSeries::requeue)."""
     attr.free = False
     if reset_next_slot:
-        attr.expired = False
         attr.next_slot = 0
+        _set_expired(attr, False)
     slots = slot_list(attr)
     if not has_incr(attr):
         if cur >= slots[0]:
-            attr.expired = True
+            _set_expired(attr, True)
         return
     i = attr.next_slot
     while i < len(slots) and cur >= slots[i]:
         i += 1
     attr.next_slot = i
-    if i >= len(slots):
-        attr.expired = True
+    _set_expired(attr, i >= len(slots))
 
 
 def ts_day_changed(attr: Any) -> None:
     """Midnight: a (non relative) series is valid again from its first slot."""
     if not is_relative(attr):
-        attr.expired = False
         attr.next_slot = 0
+        _set_expired(attr, False)
 
 
 def ts_matches(attr: Any, cur: int, prev: int | None = None) -> bool:
     """Is a slot of the series due at ``cur`` (or in ``(prev, cur]`` when the calendar jumped)?"""
-    if attr.expired:
+    if ts_expired(attr):
         return False
     slots = slot_list(attr)
     lo = cur if prev is None or prev >= cur else prev + 1
@@ -295,16 +306,15 @@ def ts_matches(attr: Any, cur: int, prev: int | None = None) -> bool:
 def ts_miss_next_slot(attr: Any) -> None:
     """A run/free-dep used up the next slot (TimeSeries::miss_next_time_slot)."""
     if not has_incr(attr):
-        attr.expired = True
+        _set_expired(attr, True)
         return
     attr.next_slot += 1
-    if attr.next_slot >= len(slot_list(attr)):
-        attr.expired = True
+    _set_expired(attr, attr.next_slot >= len(slot_list(attr)))
 
 
 def ts_next_slot(attr: Any) -> int | None:
     """Minutes of the next slot still to come today, or None when expired."""
-    if attr.expired:
+    if ts_expired(attr):
         return None
     slots = slot_list(attr)
     return slots[attr.next_slot] if attr.next_slot < len(slots) else None
@@ -329,7 +339,7 @@ def cron_is_free(attr: Any, cur: int, d: _dt.date) -> bool:
 
 def ts_check_for_requeue(attr: Any, cur: int, the_min: int, the_max: int, cmd: bool) -> bool:
     """After completion: is another slot of this series still due today? (TimeSeries::checkForRequeue)."""
-    if attr.expired:
+    if ts_expired(attr):
         return False
     slots = slot_list(attr)
     if has_incr(attr):

@@ -12,7 +12,7 @@ import time
 from collections import deque
 from typing import Any
 
-from ecflow_lab import protocol
+import ecflow_lab.protocol as protocol
 from ecflow_lab.defs.state import NState
 from ecflow_lab.server import model as M
 from ecflow_lab.server.jobs import PreprocessError, locate_script, preprocess
@@ -212,6 +212,7 @@ class Engine(Scheduler):
             if old is not None:
                 self._check_no_running(old, "load", force=True)
                 M.remove_node(self.defs, old)
+            M.remove_node(new, s)
             M.add_suite(self.defs, s)
             added.append(M.path(s))
             self._auto_add_handles(M.name(s))
@@ -336,7 +337,6 @@ class Engine(Scheduler):
     # ------------------------------------------------------------------ node commands
     def cmd_begin(self, a, p, u):
         self.begin(a.get("suites") or None, bool(a.get("force")))
-        self._user_log(u, f"--begin {' '.join(a.get('suites') or ['(all)'])}")
         return None
 
     def cmd_delete(self, a, p, u):

@@ -116,7 +116,7 @@ class Scheduler:
         self.dirty_since_checkpoint = True
         rec = self._chg.setdefault(M.path(node), {})
         if key is not None:
-            if key in ("events", "meters", "labels", "variables"):
+            if key in ("events", "meters", "labels", "variables", "limits"):
                 rec.setdefault(key, {}).update(value)
             else:
                 rec[key] = value
@@ -515,6 +515,16 @@ class Scheduler:
             n = M.parent(n)
         return None
 
+    def _limit_owner(self, node: Any, il: Any) -> Any:
+        if il.path:
+            return M.find_node(self.defs, node, il.path)
+        n = node
+        while n is not None and not M.is_defs(n):
+            if M.find_limit_on(n, il.name) is not None:
+                return n
+            n = M.parent(n)
+        return None
+
     def _inlimits_free(self, node: Any, own_only: bool = False) -> bool:
         task_path = M.path(node)
         for il, lim, owner in self._limits_for(node, own_only):
@@ -538,7 +548,7 @@ class Scheduler:
             key = M.path(owner) if il.limit_this_node_only else tpath
             if not lim.paths or key not in lim.paths:
                 lim.increment(il.tokens, key)
-                self._touch_limit(lim)
+                self._touch_limit(lim, self._limit_owner(task, il))
             il.incremented = True
 
     def _release_limits(self, task: Any, submission_only: bool = False) -> None:
@@ -555,10 +565,12 @@ class Scheduler:
                 key = tpath
             if lim.paths and key in lim.paths:
                 lim.decrement(il.tokens, key)
-                self._touch_limit(lim)
+                self._touch_limit(lim, self._limit_owner(task, il))
             il.incremented = False
 
-    def _touch_limit(self, lim: Any) -> None:
+    def _touch_limit(self, lim: Any, owner: Any = None) -> None:
+        if owner is not None:
+            self._touch(owner, "limits", {lim.name: {"value": lim.value, "paths": list(lim.paths or ())}})
         self._text_cache = None
         self.dirty_since_checkpoint = True
         self.need_traversal = True
@@ -1123,7 +1135,7 @@ class Scheduler:
         for group in ([a for a in M.time_attrs(node) if not M.is_today(a)],
                       [a for a in M.time_attrs(node) if M.is_today(a)], M.crons(node)):
             for a in group:
-                if not a.expired:
+                if not cal.ts_expired(a):
                     cal.ts_miss_next_slot(a)
                     break
         self._touch(node)
