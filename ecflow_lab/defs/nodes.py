@@ -65,8 +65,8 @@ from .attributes import (
     Verify,
     ZombieAttr,
 )
-from .expression import Complete, Expression, PartExpression, Trigger
 from .errors import DefsSyntaxError
+from .expression import Complete, Expression, PartExpression, Trigger
 from .state import DState, NState, SState, computed_state
 
 __all__ = ["Node", "NodeContainer", "Suite", "Family", "Task", "Alias", "Defs", "Defstatus",

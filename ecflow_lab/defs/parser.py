@@ -155,21 +155,33 @@ _CAL_ITEM = re.compile(r"([A-Za-z_]\w*):(.*?)(?=\s+[A-Za-z_]\w*:|\s*$)")
 _NEXT_VALUED = re.compile(r";\s*(edit|label)\b")
 
 
+def _closing(text: str, i: int, q: str) -> int:
+    """Index of the quote closing the one at ``i`` (followed by a blank, ';' or the end), else -1:
+    an unbalanced quote is an ordinary character."""
+    n = len(text)
+    j = text.find(q, i + 1)
+    while j >= 0 and j + 1 < n and text[j + 1] not in " \t\r;":
+        j = text.find(q, j + 1)
+    return j
+
+
 def _scan_one(text: str) -> tuple[str, str | None, str | None]:
     """First statement of ``text`` -> (statement, comment, rest after ';'), respecting quotes."""
-    q = ""
+    i, n = 0, len(text)
     prev = " "
-    for i, ch in enumerate(text):
-        if q:
-            if ch == q:
-                q = ""
-        elif ch in "'\"" and prev in " \t":
-            q = ch
+    while i < n:
+        ch = text[i]
+        if ch in "'\"" and prev in " \t":
+            j = _closing(text, i, ch)
+            if j > 0:
+                i, prev = j + 1, ch
+                continue
         elif ch == ";":
             return text[:i], None, text[i + 1:]
         elif ch == "#":
             return text[:i], text[i + 1:], None
         prev = ch
+        i += 1
     return text, None, None
 
 
@@ -228,13 +240,8 @@ def _words(stmt: str) -> list[str]:
             i += 1
         if i >= n:
             break
-        if stmt[i] in "'\"":
-            q = stmt[i]
-            j = stmt.find(q, i + 1)
-            while j >= 0 and j + 1 < n and stmt[j + 1] not in " \t\r":
-                j = stmt.find(q, j + 1)  # a quote inside the word does not close it
-            if j < 0:
-                j = n - 1
+        j = _closing(stmt, i, stmt[i]) if stmt[i] in "'\"" else -1
+        if j > 0:
             out.append(stmt[i:j + 1])
             i = j + 1
         else:
