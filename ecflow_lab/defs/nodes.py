@@ -1277,6 +1277,13 @@ class Defs:
 
         return check_defs(self)
 
+    def simulate(self, days: float | None = None) -> str:
+        """Run the definition in virtual time with no real jobs (ecflow's ``Defs.simulate``): '' when every
+        suite completes and every ``verify`` holds, else a report of what never ran and why."""
+        from ecflow_lab.server.simulate import simulate  # lazy: defs never imports server code at load
+
+        return simulate(self, days=days)
+
     def check_job_creation(self, *args: Any, **kwargs: Any) -> str:  # pragma: no cover - server territory
         raise NotImplementedError("job creation checks need the server's job generator (ecflow_lab.server)")
 
