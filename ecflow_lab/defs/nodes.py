@@ -223,9 +223,10 @@ class Node:
             if isinstance(obj, Node):
                 if obj.parent is None and obj is not self:
                     self.add(obj)
-            elif not getattr(obj, "_consumed", False) and id(obj) not in _consumed_ids:
+            elif id(obj) not in _consumed_ids:
                 self.add(obj)
-        _consumed_ids.clear() if not _BLOCKS else None
+        if not _BLOCKS:
+            _consumed_ids.clear()
 
     def add(self, *items: Any, **variables: Any) -> Node:
         """Add nodes and attributes of any kind (ecflow's ``add``); returns self for chaining."""
@@ -247,7 +248,7 @@ class Node:
 
     def _add_item(self, it: Any) -> None:
         if _BLOCKS:
-            _consumed_ids.add(id(it))
+            _consumed_ids[id(it)] = it  # keeps it alive so its id is not reused
         if isinstance(it, Node):
             self.add_child(it)  # type: ignore[attr-defined]
         elif isinstance(it, Variable):
@@ -1107,7 +1108,7 @@ class Defs:
     def add(self, *items: Any, **variables: Any) -> Defs:
         for it in items:
             if _BLOCKS:
-                _consumed_ids.add(id(it))
+                _consumed_ids[id(it)] = it  # keeps it alive so its id is not reused
             if isinstance(it, Suite):
                 self.add_suite(it)
             elif isinstance(it, Extern):
@@ -1343,7 +1344,7 @@ def _atomic_write(path: str, text: str) -> None:
         raise
 
 
-_consumed_ids: set[int] = set()
+_consumed_ids: dict[int, Any] = {}
 
 _ADDERS: dict[type, str] = {
     Event: "add_event", Meter: "add_meter", Label: "add_label", Limit: "add_limit", InLimit: "add_inlimit",
