@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .attributes import (
@@ -929,9 +929,12 @@ class Family(NodeContainer):
 
 
 class Suite(NodeContainer):
-    """``suite NAME ... endsuite``.  Runtime: ``begun``, ``calendar`` (server-owned fields)."""
+    """``suite NAME ... endsuite``.  Runtime: ``begun``, ``calendar`` (server-owned fields written to
+    checkpoints) and ``calendar_variables``: ``None`` or a callable the server sets, returning the
+    suite's generated date/time variables (DATE, DOW, TIME, ECF_JULIAN ...) so that triggers such as
+    ``/s:TIME > 1330`` see the suite's clock.  Not written, not compared."""
 
-    __slots__ = ("clock", "endclock", "begun", "calendar")
+    __slots__ = ("clock", "endclock", "begun", "calendar", "calendar_variables")
     kind = "suite"
     _not_allowed = frozenset({"trigger", "complete", "time", "today", "date", "day"})
 
@@ -941,6 +944,7 @@ class Suite(NodeContainer):
         self.endclock: EndClock | None = None
         self.begun = False
         self.calendar: dict[str, str] | None = None
+        self.calendar_variables: Callable[[], dict[str, str]] | None = None
 
     def add_clock(self, clock: Clock) -> Suite:
         if isinstance(clock, EndClock):
@@ -961,7 +965,9 @@ class Suite(NodeContainer):
 
     def generated_variables(self) -> dict[str, str]:
         out = {"SUITE": self.name}
-        if self.calendar:
+        if self.calendar_variables is not None:
+            out.update(self.calendar_variables())
+        elif self.calendar:
             for k in ("DATE", "DAY", "DD", "DOW", "DOY", "ECF_CLOCK", "ECF_DATE", "ECF_JULIAN", "MM", "MONTH",
                       "TIME", "YYYY", "ECF_TIME"):
                 if k in self.calendar:

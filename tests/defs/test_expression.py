@@ -141,3 +141,11 @@ def test_lazy_parse() -> None:
     assert t.trigger._ast is None  # loading does not parse expressions
     with pytest.raises(DefsSyntaxError):
         t.trigger.evaluate(t)
+
+
+def test_suite_calendar_variables_hook(defs: Defs) -> None:
+    s = defs.find_suite("s")
+    assert not ev(defs, "/s/f/b", "/s:TIME > 1330")
+    s.calendar_variables = lambda: {"TIME": "1400", "DOW": "1", "ECF_DATE": "20240101"}
+    assert ev(defs, "/s/f/b", "/s:TIME > 1330 and /s:DOW == 1 and :ECF_DATE == 20240101")
+    assert defs.check() == ""
