@@ -377,12 +377,12 @@ def deliver(conn: Connection, dest: Destination, src: BinaryIO, target: str, siz
     directory = posixpath.dirname(final)
     if directory:
         conn.makedirs(directory)
-    # earlier attempts of this transfer (a killed mover) may have left a temporary file: remove it
-    base = posixpath.basename(final)
-    prefix = f".{base}.{tag.split('-')[0]}-"
-    for name in conn.listdir(directory or "."):
-        if name.startswith(prefix) and name.endswith(".part"):
-            conn.remove(posixpath.join(directory, name))
+    # earlier attempts of this transfer (a killed mover) may have left their temporary files: remove them
+    # by name (no directory listing, which would cost O(files in the directory) per delivery)
+    tid, _, attempt = tag.partition("-")
+    if attempt.isdigit():
+        for k in range(max(1, int(attempt) - 20), int(attempt)):
+            conn.remove(temp_name(final, f"{tid}-{k}"))
     tmp = temp_name(final, tag)
     throttle = Throttle(dest.options.get("rate"))
     algo = algo_of(checksum) if checksum else algo

@@ -26,6 +26,14 @@ def copy_and_hash(src_fd: int, dst_fd: int, size: int, algo: str, *,
                   cancelled: Callable[[], bool] | None = None) -> str:
     """Copy ``size`` bytes from ``src_fd`` to ``dst_fd`` (both at offset 0); return ``algo:hex`` of them."""
     hasher = Checksum(algo)
+    if size <= REGION:  # small files: no helper thread, copy then checksum the written bytes
+        if cancelled is not None and cancelled():
+            raise CopyCancelled()
+        copy_only(src_fd, dst_fd, size)
+        checksum = hash_file(dst_fd, size, algo)
+        if progress is not None:
+            progress(size)
+        return checksum
     done = 0
     cond = threading.Condition()
     failed: list[BaseException] = []
