@@ -13,6 +13,7 @@ from .wire import TransferError, fmt_size
 
 EXAMPLES = """\
 examples:
+  ecflow-lab transfer up --home ~/ecpds --movers 2 --destination archive=file:///data/archive
   ecflow-lab transfer master --home ~/ecpds --port 2640
   ecflow-lab transfer mover --master tcp://127.0.0.1:2640 --home ~/ecpds
   ecflow-lab transfer destination add archive file:///data/archive --max-connections 2 --retry-count 5
@@ -40,6 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--store", help="data store directory (default HOME/store)")
     m.add_argument("--housekeeping-interval", type=float, default=30.0,
                    help="seconds between sweeps that free the store space of expired, finished files")
+
+    up = sub.add_parser("up", help="run a master and its movers together in the foreground (Ctrl-C stops all)",
+                        allow_abbrev=False)
+    up.add_argument("--home", required=True, help="master home (ecpds.db, store/, secret, logs/)")
+    up.add_argument("--port", type=int, default=2640)
+    up.add_argument("--movers", type=int, default=2)
+    up.add_argument("--destination", action="append", default=[], metavar="NAME=URL",
+                    help="add (or update) a destination at start, e.g. archive=file:///data/archive")
 
     mv = sub.add_parser("mover", help="run a data mover in the foreground", allow_abbrev=False)
     mv.add_argument("--master", required=True, help="master address, e.g. tcp://127.0.0.1:2640")
@@ -135,6 +144,8 @@ def main(argv: list[str]) -> int:
             serve_mover(args.master, secret, store, name=args.name, host=args.host, threads=args.threads,
                         heartbeat=args.heartbeat, fsync=args.fsync)
             return 0
+        if args.cmd == "up":
+            return _up(args)
         return _admin(args)
     except TransferError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -142,6 +153,36 @@ def main(argv: list[str]) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 255
+
+
+def _up(args: argparse.Namespace) -> int:
+    """Master + movers as child processes, owned here; SIGINT/SIGTERM stop them all."""
+    import signal
+    import threading
+
+    from .service import TransferService
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    dests = []
+    for spec in args.destination:
+        name, sep, url = spec.partition("=")
+        if not sep:
+            print(f"error: --destination expects NAME=URL, got {spec!r}", file=sys.stderr)
+            return 2
+        dests.append((name, url))
+    with TransferService(args.home, movers=args.movers, port=args.port) as svc:
+        with svc.client(timeout=10) as c:
+            for name, url in dests:
+                c.add_destination(name, url, replace=True)
+        print(f"transfer service on {svc.address} with {args.movers} mover(s); logs in {svc.log_dir}")
+        print(f"  export ECPDS_MASTER={svc.address}", flush=True)
+        while not stop.wait(0.5):
+            if svc.master is not None and svc.master.poll() is not None:
+                print(f"error: master exited with {svc.master.returncode}", file=sys.stderr)
+                return 255
+    return 0
 
 
 def _admin(args: argparse.Namespace) -> int:

@@ -559,7 +559,7 @@ class Master:
             return
         tid = int(hdr["id"])
         if hdr.get("checksum"):
-            self.db.execute("UPDATE data_files SET checksum=? WHERE checksum IS NULL AND noretrieval=0 AND "
+            self.db.execute("UPDATE data_files SET checksum=? WHERE checksum IS NULL AND "
                             "id=(SELECT data_file FROM transfers WHERE id=?)", (hdr["checksum"], tid))
         secs = max(float(hdr.get("seconds", 0)), 1e-6)
         rate = wire.fmt_size(int(hdr.get("bytes", 0)) / secs)

@@ -152,3 +152,54 @@ def test_admin_command_line(service, outdir):
     assert r.returncode == 0 and "removed" in r.stdout.decode()
     r = run("destination", "list")
     assert "arch" not in r.stdout.decode()
+
+
+def test_several_destinations_noretrieval_and_size_checks(service, client, outdir, tmp_path, ecpds):
+    client.add_destination("a", f"file://{outdir}/a")
+    client.add_destination("b", f"file://{outdir}/b")
+    src = tmp_path / "multi.bin"
+    src.write_bytes(os.urandom(50_000))
+    r = ecpds("-destination", "a,b", "-source", str(src), "-verbose")
+    assert r.returncode == 0, r.stderr
+    assert "2 DataTransfer(s) will start at" in r.stdout.decode()
+    dfid = int(r.stdout.decode().rsplit("DatafileId=", 1)[1].rstrip(")\n"))
+    st = client.wait(dfid, timeout=30)
+    assert sorted(t["destination"] for t in st["transfers"]) == ["a", "b"]
+    assert (outdir / "a" / "multi.bin").read_bytes() == (outdir / "b" / "multi.bin").read_bytes() == src.read_bytes()
+    # -noretrieval: delivered straight from the source, nothing copied into the store
+    nr = tmp_path / "inplace.bin"
+    nr.write_bytes(b"in place")
+    r = ecpds("-destination", "a", "-source", str(nr), "-groupby", "nr", "-noretrieval")
+    assert r.returncode == 0, r.stderr
+    st = client.wait(int(r.stdout), timeout=30)
+    assert st["transfers"][0]["status"] == "Done" and st["data_file"]["store_path"] == str(nr)
+    assert st["data_file"]["checksum"] and (outdir / "a" / "inplace.bin").read_bytes() == b"in place"
+    # -s / -M size guards
+    r = ecpds("-destination", "a", "-source", str(src), "-target", "s.bin", "-s", "10")
+    assert r.returncode == 255 and "-s requires 10" in r.stderr.decode()
+    r = ecpds("-destination", "a", "-source", str(src), "-target", "m.bin", "-M", "1k")
+    assert r.returncode == 255 and "more than -M 1024" in r.stderr.decode()
+
+
+def test_transfer_up_runs_master_and_movers_until_sigterm(tmp_path):
+    import signal as sig
+
+    from ecflow_lab.transfer.service import free_port
+
+    port = free_port()
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "ecflow_lab", "transfer", "up", "--home", str(tmp_path / "h"),
+                             "--port", str(port), "--movers", "2", "--destination", f"arch=file://{out}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        line = proc.stdout.readline().decode()
+        assert f"transfer service on tcp://127.0.0.1:{port} with 2 mover(s)" in line
+        with TransferClient(f"tcp://127.0.0.1:{port}", timeout=15) as c:
+            assert c.ping()["movers"] == 2
+            dfid = c.push(b"up!", "arch", "u.txt")
+            c.wait(dfid, timeout=30)
+        assert (out / "u.txt").read_bytes() == b"up!"
+    finally:
+        proc.send_signal(sig.SIGTERM)
+        assert proc.wait(20) == 0
+        proc.stdout.close()
