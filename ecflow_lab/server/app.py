@@ -236,14 +236,22 @@ class SuiteServer:
                 now_m = time.monotonic()
                 timeout = 0 if engine.need_traversal else max(0, int((next_tick - now_m) * 1000))
                 if poller.poll(min(timeout, 200)):
+                    pending: list[list[bytes]] = []
                     for _ in range(2000):
                         try:
                             frames = router.recv_multipart(zmq.NOBLOCK, copy=True)
                         except zmq.Again:
                             break
-                        self._handle(router, frames)
+                        pending.append(self._handle(frames))
                         if self._stopping.is_set():
                             break
+                    if self.checkpoint_mode == "ALWAYS" and engine.dirty_since_checkpoint:
+                        # durable mode: what a reply acknowledges is on disk before the reply leaves
+                        engine.traverse() if engine.need_traversal else None
+                        self.checkpoint(wait=True)
+                        last_ckpt = time.monotonic()
+                    for reply in pending:
+                        router.send_multipart(reply, copy=len(reply[-1]) < 65536)
                 if self._stopping.is_set():
                     break
                 engine.reap_jobs()
@@ -294,7 +302,7 @@ class SuiteServer:
         # called in the saver thread: only note it; the owner logs on the next checkpoint request
         self.last_checkpoint_error = message
 
-    def _handle(self, router: zmq.Socket, frames: list[bytes]) -> None:
+    def _handle(self, frames: list[bytes]) -> list[bytes]:
         # ROUTER frames: [identity, (empty delimiter), header, payload?]
         ident = frames[0]
         body = frames[1:]
@@ -312,7 +320,7 @@ class SuiteServer:
         except (RuntimeError, ValueError, KeyError, TypeError, OSError) as exc:
             msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             reply = protocol.encode_reply(error=str(msg))
-        router.send_multipart(envelope + reply, copy=len(reply[-1]) < 65536)
+        return envelope + reply
 
     def _publish(self, pub: zmq.Socket) -> None:
         msg = self.engine.take_delta()

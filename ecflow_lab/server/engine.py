@@ -162,8 +162,6 @@ class Engine(Scheduler):
         if interval > 0:
             s.checkpoint_interval = interval
         if mode == "UNDEFINED" and interval == 0:
-            if self.server_state == "HALTED":
-                raise RuntimeError("checkpt: the server is HALTED (no checkpoint in this state)")
             s.checkpoint(wait=True)
             self._user_log(u, "--check_pt")
         return None

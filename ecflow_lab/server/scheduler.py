@@ -171,6 +171,7 @@ class Scheduler:
         if M.state(node) != state:
             M.set_state(node, state)
             self._touch(node, "state", state.name)
+            self._note_state(node, state)
             if state == C and M.is_task(node):
                 self._on_task_complete_flags(node)
                 self._autorestore(node)
@@ -205,6 +206,7 @@ class Scheduler:
         if M.state(node) != C:
             M.set_state(node, C)
             self._touch(node, "state", C.name)
+            self._note_state(node, C)
             self._on_complete(node)
         self._autorestore(node)
         rep = M.repeat(node)
@@ -252,6 +254,7 @@ class Scheduler:
                     pass
                 M.set_tryno(n, 0)
                 self._release_limits(n)
+            no_reque = "no_reque" in M.flags(n)
             M.clear_flags(n, keep=("message",))
             for ev in M.events(n):
                 if ev.value != ev.initial:
@@ -265,7 +268,7 @@ class Scheduler:
                 if lb.new_value:
                     lb.new_value = ""
                     self._touch(n, "labels", {lb.name: lb.value})
-            self._requeue_time_attrs(n, now, mode)
+            self._requeue_time_attrs(n, now, mode, no_reque)
             rep = M.repeat(n)
             if rep is not None and n is not node and reset_repeats:
                 rep.reset()
@@ -402,6 +405,7 @@ class Scheduler:
         self.need_traversal = False
         if self.server_state != "RUNNING":
             return 0
+        self._cmd_context = False
         self.update_calendar()
         before = self.submitted_jobs
         for s in list(M.suites(self.defs)):
@@ -744,6 +748,7 @@ class Scheduler:
     def child(self, cmd: str, args: dict[str, Any]) -> Any:
         """Authenticate and apply one child command; returns the reply (None, a value, or block/fail)."""
         self.child_cmds += 1
+        self._cmd_context = True     # as ecFlow's CmdContext: cleared by the next traversal
         path = str(args.get("path") or "")
         passwd = str(args.get("passwd") or "")
         rid = str(args.get("rid") or "")
@@ -1041,7 +1046,7 @@ class Scheduler:
             self._latch(node, a, "cron", now, prev_min, day_changed)
         return False
 
-    def _requeue_time_attrs(self, n: Any, now: _dt.datetime, mode: str) -> None:
+    def _requeue_time_attrs(self, n: Any, now: _dt.datetime, mode: str, no_reque: bool = False) -> None:
         """Time attributes at begin / requeue (ecFlow's Node::begin and do_requeue_time_attrs)."""
         tattrs = M.time_attrs(n)
         crons, days, dates = M.crons(n), M.days(n), M.dates(n)
@@ -1057,7 +1062,7 @@ class Scheduler:
         if mode in ("begin", "full", "repeat"):
             for a in tattrs + crons:
                 T.rel_start[id(a)] = now
-        reset_next = "no_reque" not in M.flags(n)
+        reset_next = not no_reque
         for a in tattrs + crons:
             cur = T.cur(a, now)
             if mode == "begin":
@@ -1213,6 +1218,17 @@ class Scheduler:
     def _has_crons(self, node: Any) -> bool:
         return any(M.crons(n) for n in M.walk(node))
 
+    def _note_state(self, node: Any, state: NState) -> None:
+        """Record when a node with late/autocancel/autoarchive changed state (their clocks start there)."""
+        if getattr(node, "late", None) is not None:
+            now = self.suite_now(node)
+            self._tstate.state_since[id(node)] = (state, now)
+            if state == R:
+                self._tstate.state_since[-id(node)] = (state, now)
+        if state == C and (getattr(node, "autocancel", None) is not None
+                           or getattr(node, "autoarchive", None) is not None):
+            self._tstate.complete_since[id(node)] = self.suite_now(node)
+
     # ------------------------------------------------------------------ late
     def _check_late(self, node: Any, late: Any, now: _dt.datetime) -> None:
         """``late -s +HH:MM`` (submitted too long), ``-a HH:MM`` (not active by then), ``-c [+]HH:MM`` (not
@@ -1326,7 +1342,7 @@ class Scheduler:
             text = open(path).read()
         except OSError as exc:
             raise RuntimeError(f"restore: cannot read the archive of {M.path(node)}: {exc}") from None
-        wrapper = M.parse_state(f"suite __restore__\n{text}\nendsuite\n", path)
+        wrapper = M.parse_state(f"defs_state STATE\nsuite __restore__\n{text}\nendsuite\n", path)
         tmp = wrapper.suites[0]
         added = []
         for k in list(M.children(tmp)):
