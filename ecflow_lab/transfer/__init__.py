@@ -24,6 +24,9 @@ The Python API, :class:`TransferClient` (what ``ecpds`` and the notebook transfe
 - ``group_status(group) -> {files, retrieved, counts: {status: n}, remaining, done, pending: [...]}``;
   ``waitfor(group, callback=None, timeout=None)`` calls ``callback(group_status)`` on each change;
 - ``transfers(destination=None, status=None, group=None, limit=100, since=None)``, ``history(transfer_id)``;
+- ``watch(callback, group=None, destination=None) -> Watcher`` — change events pushed by the master
+  (ZeroMQ PUB, one per changed transfer after each commit, gap-free ``seq``; ``{"type": "resync"}`` after a
+  gap); the Watcher owns its thread: ``close()`` it or use ``with``;
 - ``requeue(id | transfer= | group=)``, ``stop(...)``, ``purge(id | destination=, target=)``;
 - ``destinations()``, ``add_destination(name, url, **options)``, ``remove_destination(name)``;
 - ``scheduler("start"|"stop"|"check", destination=None)``, ``add_user(name, password, destinations, admin)``.

@@ -365,6 +365,18 @@ class TransferClient:
                                     + ", ".join(f"{t['destination']} {t['status']}" for t in st["transfers"]))
             time.sleep(poll)
 
+    def watch(self, callback: Callable[[dict[str, Any]], None], *, group: str | None = None,
+              destination: str | None = None) -> Watcher:
+        """Call ``callback(event)`` from a background thread for every transfer change (status, progress).
+
+        An event is a transfer row (id, data_file, destination, target, status, code, bytes_done, size,
+        groupby, mover, error, seq) in its state after each master commit — steps within one commit are
+        coalesced (:meth:`history` has every step). After missed events (``seq`` gap) ``callback({"type": "resync"})`` is
+        called: re-read with :meth:`transfers`. Returns the :class:`Watcher`; ``close()`` it (or use
+        ``with``) to stop the thread.
+        """
+        return Watcher(self.ping()["events"], callback, group=group, destination=destination)
+
     def transfers(self, destination: str | None = None, status: str | None = None, group: str | None = None,
                   limit: int = 100, since: int | None = None) -> list[dict[str, Any]]:
         """Recent transfers (newest first), optionally filtered; ``since`` = only ids above it."""
@@ -414,6 +426,61 @@ class TransferClient:
         """Add a data user (password stored as PBKDF2); once a user exists, every request must authenticate."""
         return self.request("user_add", name=name, new_password=password, destinations=destinations or ["*"],
                             admin=admin)["message"]
+
+
+class Watcher:
+    """Owns a SUB socket and the thread reading it; :meth:`close` stops both."""
+
+    def __init__(self, address: str, callback: Callable[[dict[str, Any]], None], *, group: str | None = None,
+                 destination: str | None = None) -> None:
+        self.address = address
+        self._callback = callback
+        self._group, self._destination = group, destination
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ecpds-watch", daemon=True)
+        self._thread.start()
+        self._ready.wait(5)
+
+    def _run(self) -> None:
+        sock = zmq.Context.instance().socket(zmq.SUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SUBSCRIBE, b"transfer")
+        sock.connect(self.address)
+        self._ready.set()
+        last = None
+        try:
+            while not self._stop.is_set():
+                if not sock.poll(100):
+                    continue
+                _, payload = sock.recv_multipart()
+                ev = decode(payload)
+                if last is not None and ev.get("seq", 0) != last + 1:
+                    self._callback({"type": "resync", "seq": ev.get("seq")})
+                last = ev.get("seq", 0)
+                if self._group is not None and ev.get("groupby") != self._group:
+                    continue
+                if self._destination is not None and ev.get("destination") != self._destination:
+                    continue
+                ev["type"] = "transfer"
+                try:
+                    self._callback(ev)
+                except Exception:  # a failing callback must not kill the watcher
+                    import logging
+
+                    logging.getLogger("ecflow_lab.transfer.client").exception("watch callback failed")
+        finally:
+            sock.close(0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def __enter__(self) -> Watcher:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def _target_for(target: str | None, path: Path | None) -> str:

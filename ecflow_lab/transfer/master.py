@@ -143,6 +143,10 @@ class Master:
         self._out: list[list[bytes]] = []
         self._dirty = True
         self._auth_cache: dict[tuple[str, bytes], float] = {}
+        self._changed: set[int] = set()
+        self._progressed: set[int] = set()
+        self._event_seq = 0
+        self.events_address = ""
         self._started = time.monotonic()
         self.db = None
 
@@ -164,10 +168,15 @@ class Master:
         else:
             self.port = sock.bind_to_random_port(f"tcp://{self.host}")
         self.address = f"tcp://{self.host}:{self.port}"
+        pub = ctx.socket(zmq.PUB)
+        pub.setsockopt(zmq.LINGER, 0)
+        pub.setsockopt(zmq.SNDHWM, 100000)
+        self.events_address = f"tcp://{self.host}:{pub.bind_to_random_port(f'tcp://{self.host}')}"
+        self._pub = pub
         self.db = open_db(self.home / "ecpds.db")
         try:
             self._recover()
-            info = {"address": self.address, "pid": os.getpid(), "home": str(self.home), "store": str(self.store)}
+            info = {"address": self.address, "events": self.events_address, "pid": os.getpid(), "home": str(self.home), "store": str(self.store)}
             tmp = self.home / "master.json.tmp"
             tmp.write_text(json.dumps(info))
             os.replace(tmp, self.home / "master.json")
@@ -176,6 +185,7 @@ class Master:
             self._loop(sock)
         finally:
             sock.close(0)
+            pub.close(0)
             self.db.close()
             try:
                 (self.home / "master.json").unlink()
@@ -233,6 +243,7 @@ class Master:
                 except Exception:  # never let a scheduler bug stop the service; the batch is kept
                     log.exception("scheduler step failed")
             self.db.commit()
+            self._publish()
             out, self._out = self._out, []
             for msg in out:
                 try:
@@ -241,6 +252,36 @@ class Master:
                     log.debug("cannot send to %r: %s", msg[0], exc)
 
     # ------------------------------------------------------------------------------------------ helpers
+
+    def _publish(self) -> None:
+        """After each commit: one event per changed transfer on the PUB socket (topic b"transfer").
+
+        Events carry a gap-free ``seq``; a subscriber that sees a gap re-reads with ``list``. Progress-only
+        changes are sent at most every loop iteration (movers report them every 0.25 s).
+        """
+        ids = self._changed | self._progressed
+        self._changed, self._progressed = set(), set()
+        if not ids:
+            return
+        placeholders = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            "SELECT t.id, t.data_file, t.destination, t.target, t.status, t.bytes_done, t.mover, t.error, "
+            f"t.failures, d.size, d.groupby FROM transfers t JOIN data_files d ON d.id=t.data_file "
+            f"WHERE t.id IN ({placeholders})", tuple(ids)).fetchall()
+        for r in rows:
+            ev = row(r)
+            key = ("t", ev["id"])
+            if key in self.progress:
+                ev["bytes_done"] = self.progress[key]
+            elif ev["status"] == FETCHING:
+                ev["bytes_done"] = self.progress.get(("f", ev["data_file"]), 0)
+            self._event_seq += 1
+            ev["seq"] = self._event_seq
+            ev["code"] = wire.STATUS_CODES.get(ev["status"], ev["status"])
+            try:
+                self._pub.send_multipart([b"transfer", encode(ev)], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
 
     def _send(self, ident: bytes, header: dict[str, Any]) -> None:
         self._out.append([ident, encode(header)])
@@ -264,6 +305,7 @@ class Master:
         self.db.execute(f"UPDATE transfers SET {', '.join(sets)} WHERE id=?", (*args, tid))
         self._history(tid, status, by, message)
         self._dirty = True
+        self._changed.add(tid)
 
     def _file_transfers(self, dfid: int) -> list[int]:
         return [r[0] for r in self.db.execute("SELECT id FROM transfers WHERE data_file=?", (dfid,))]
@@ -510,6 +552,10 @@ class Master:
         inf = self.inflight.get(key)
         if inf and inf.attempt == hdr.get("attempt"):
             self.progress[key] = int(hdr["bytes"])
+            if key[0] == "t":
+                self._progressed.add(key[1])
+            else:
+                self._progressed.update(self._file_transfers(key[1]))
 
     def _finish_job(self, hdr: dict[str, Any], kind: str) -> Inflight | None:
         key = (kind, int(hdr["id"]))
@@ -673,7 +719,7 @@ class Master:
 
     def _op_ping(self, hdr: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
         return {"version": wire.PROTOCOL, "movers": len(self.movers), "host": socket.gethostname(),
-                "checksum": self.checksum}
+                "checksum": self.checksum, "events": self.events_address, "seq": self._event_seq}
 
     def _op_put(self, hdr: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
         """Register a data file (sync push: returns the mover to stream to; -groupby: queued for retrieval)."""
@@ -789,6 +835,7 @@ class Master:
                  int(old is not None)))
             self._history(cur.lastrowid, status, None,
                           f"submitted by {user['name']}" + (f" (replaces DataFileId={old[0]})" if old else ""))
+            self._changed.add(cur.lastrowid)
             first_at = at if first_at is None else min(first_at, at)
         self._dirty = True
         when = "standby mode" if standby else wire.fmt_time(first_at)

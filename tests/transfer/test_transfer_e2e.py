@@ -238,3 +238,21 @@ def test_mover_refuses_forged_uploads(service, client, tmp_path):
     sock.close(0)
     assert not answer["ok"] and "bad token" in answer["error"]
     assert not (service.home / "store" / put["store_path"]).exists()
+
+
+def test_watch_streams_status_and_progress_events(service, client, outdir, tmp_path):
+    client.add_destination("slow", f"file://{outdir}", rate="2M")
+    events: list[dict] = []
+    with client.watch(events.append, destination="slow"):
+        time.sleep(0.3)  # let the subscription reach the master
+        dfid = client.push(os.urandom(1_500_000), "slow", "w.bin")
+        client.wait(dfid, timeout=30)
+        time.sleep(0.3)
+    mine = [e for e in events if e.get("data_file") == dfid]
+    statuses = [e["status"] for e in mine]
+    assert statuses[0] == "Arriving" and statuses[-1] == "Done"
+    assert "Transferring" in statuses  # states within one master batch are coalesced (history has them all)
+    progress = [e["bytes_done"] for e in mine if e["status"] == "Transferring"]
+    assert any(0 < b < 1_500_000 for b in progress)  # live progress, not just start and end
+    assert [e["seq"] for e in mine] == sorted(e["seq"] for e in mine)
+    assert not [e for e in events if e.get("type") == "resync"]
