@@ -271,6 +271,8 @@ class _Parser:
         self.stmt = ""
         self.comment: str | None = None
         self.state_form = False
+        self._vnode: Node | None = None
+        self._vindex: dict[str, int] = {}
         self.h = {
             "task": self.k_task, "edit": self.k_edit, "trigger": self.k_trigger, "complete": self.k_complete,
             "event": self.k_event, "meter": self.k_meter, "label": self.k_label, "family": self.k_family,
@@ -627,12 +629,18 @@ class _Parser:
         vs = node.variables
         if vs is None:
             node.variables = [var]
-        else:
-            for k, v in enumerate(vs):
-                if v.name == name:
-                    vs[k] = var  # ecFlow: a duplicate replaces the earlier value
-                    return
-            vs.append(var)
+            return
+        # duplicate check through a name -> index map of the node being filled (suites with hundreds of
+        # variables would otherwise cost O(n^2))
+        if self._vnode is not node:
+            self._vnode = node
+            self._vindex = {v.name: k for k, v in enumerate(vs)}
+        k = self._vindex.get(name)
+        if k is not None and k < len(vs) and vs[k].name == name:
+            vs[k] = var  # ecFlow: a duplicate replaces the earlier value
+            return
+        self._vindex[var.name] = len(vs)
+        vs.append(var)
 
     def _expr(self, words: list[str], stmt: str, keyword: str) -> None:
         node = self.target(keyword)
