@@ -1284,7 +1284,7 @@ class Scheduler:
             since = T.complete_since.setdefault(id(n), now)
             if ac is not None and self._auto_due(ac, since, now):
                 cancel.append(n)
-            elif aa is not None and "archived" not in M.flags(n) and M.children(n) \
+            elif aa is not None and not M.flags(n) & {"archived", "restored"} and M.children(n) \
                     and self._auto_due(aa, since, now):
                 archive.append(n)
         for n in archive:

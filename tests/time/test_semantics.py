@@ -1,0 +1,239 @@
+"""ecFlow's time rules on the server's Scheduler, driven by a fake clock with real (instant) jobs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ecflow_lab.defs import NState
+
+C, Q, S = NState.complete, NState.queued, NState.submitted
+MON = dt.datetime(2024, 5, 6)      # a Monday
+
+
+def hm(d):
+    return [w.strftime("%H:%M") for _, w in d.runs]
+
+
+def test_time_begun_after_its_slot_waits_for_tomorrow(driver):
+    d = driver("suite s\n  task t\n    time 10:00\nendsuite\n", MON.replace(hour=11))
+    d.begin()
+    d.advance(24 * 60)
+    assert [w for _, w in d.runs] == [dt.datetime(2024, 5, 7, 10, 0)]
+
+
+def test_today_begun_after_its_slot_runs_at_once_and_does_not_wrap(driver):
+    d = driver("suite s\n  task t\n    today 10:00\nendsuite\n", MON.replace(hour=11))
+    d.begin()
+    assert hm(d) == ["11:00"]
+    d.advance(60)
+    assert d.node("/s/t").state == C and len(d.runs) == 1
+
+
+def test_today_series_only_matches_its_slots(driver):
+    d = driver("suite s\n  task t\n    today 10:00 12:00 01:00\nendsuite\n", MON.replace(hour=10, minute=30))
+    d.begin()
+    d.advance(3 * 60)
+    assert hm(d) == ["11:00", "12:00"]
+
+
+def test_several_single_times_requeue_after_each(driver):
+    d = driver("suite s\n  task t\n    time 10:00\n    time 14:00\nendsuite\n", MON)
+    d.begin()
+    d.advance(20 * 60)
+    assert hm(d) == ["10:00", "14:00"]
+    assert d.node("/s/t").state == C
+
+
+def test_relative_time_counts_from_begin(driver):
+    d = driver("suite s\n  task t\n    time +00:30\nendsuite\n", MON.replace(hour=9, minute=10))
+    d.begin()
+    d.advance(120)
+    assert hm(d) == ["09:40"]
+
+
+def test_a_missed_poll_still_frees_the_slot(driver):
+    d = driver("suite s\n  task t\n    time 10:00\nendsuite\n", MON.replace(hour=9, minute=58))
+    d.begin()
+    d.jump(5)
+    assert hm(d) == ["10:03"]
+
+
+def test_date_waits_for_its_day(driver):
+    d = driver("suite s\n  task t\n    date 7.5.2024\nendsuite\n", MON.replace(hour=12))
+    d.begin()
+    d.advance(11 * 60)
+    assert d.runs == []
+    d.advance(60)
+    assert [w for _, w in d.runs] == [dt.datetime(2024, 5, 7, 0, 0)]
+
+
+def test_day_on_a_family_guards_the_time_of_its_task(driver):
+    d = driver("""suite s
+  family f
+    day tuesday
+    task t
+      time 10:00
+  endfamily
+endsuite
+""", MON.replace(hour=9))
+    d.begin()
+    d.advance(30 * 60)
+    assert [w for _, w in d.runs] == [dt.datetime(2024, 5, 7, 10, 0)]
+
+
+def test_hybrid_clock_completes_a_day_that_is_not_today_at_begin(driver):
+    d = driver("""suite s
+  clock hybrid
+  task other
+    day tuesday
+  task today
+    day monday
+    time 23:00
+endsuite
+""", MON.replace(hour=9))
+    d.begin()
+    assert d.node("/s/other").state == C
+    assert d.node("/s/today").state == Q
+    d.advance(14 * 60)
+    assert [p for p, _ in d.runs] == ["/s/today"]
+    assert d.node("/s").state == C
+
+
+def test_cron_series_requeues_and_never_stays_complete(driver):
+    d = driver("suite s\n  task t\n    cron 10:00 11:00 00:30\nendsuite\n", MON)
+    d.begin()
+    d.advance(24 * 60 + 11 * 60)
+    assert hm(d) == ["10:00", "10:30", "11:00"] * 2
+    assert d.node("/s/t").state == Q
+
+
+def test_cron_last_day_of_month(driver):
+    d = driver("suite s\n  task t\n    cron -d L 06:00\nendsuite\n", dt.datetime(2024, 1, 30))
+    d.begin()
+    for _ in range(24 * 35):
+        d.jump(60)
+    assert [w.date() for _, w in d.runs] == [dt.date(2024, 1, 31), dt.date(2024, 2, 29)]
+
+
+def test_cron_last_weekday_of_month(driver):
+    d = driver("suite s\n  task t\n    cron -w 5L 06:00\nendsuite\n", dt.datetime(2024, 5, 1))
+    d.begin()
+    for _ in range(24 * 60):
+        d.jump(60)
+    assert [w.date() for _, w in d.runs] == [dt.date(2024, 5, 31), dt.date(2024, 6, 28)]
+
+
+def test_late_submitted_flag(driver):
+    d = driver("suite s\n  task t\n    late -s +00:15\nendsuite\n", MON.replace(hour=9))
+    d.auto_complete = False
+    d.begin()
+    t = d.node("/s/t")
+    assert t.state == S
+    d.advance(14)
+    assert "late" not in (t.flags or set())
+    d.advance(1)
+    assert "late" in t.flags and t.late.is_late
+
+
+def test_late_active_by_time_of_day(driver):
+    d = driver("suite s\n  task t\n    time 10:00\n    late -a 09:30\nendsuite\n", MON.replace(hour=9))
+    d.begin()
+    d.advance(29)
+    assert "late" not in (d.node("/s/t").flags or set())
+    d.advance(1)
+    assert "late" in d.node("/s/t").flags
+
+
+def test_free_time_dep_runs_now_and_the_series_carries_on(driver):
+    d = driver("suite s\n  task t\n    time 10:00 12:00 01:00\nendsuite\n", MON.replace(hour=9))
+    d.begin()
+    d.sch.free_time_deps(d.node("/s/t"))
+    d.settle()
+    assert hm(d) == ["09:00"]           # freed: runs now
+    d.advance(4 * 60)
+    # as ecFlow: the job's complete (a command) requeues it before the last slot, from the first slot due
+    assert hm(d) == ["09:00", "10:00", "11:00", "12:00"]
+
+
+def test_run_by_hand_misses_the_next_single_slot(driver):
+    d = driver("suite s\n  task t\n    time 10:00\n    time 14:00\nendsuite\n", MON.replace(hour=9))
+    d.begin()
+    t = d.node("/s/t")
+    d.sch.miss_next_time_slot(t)
+    d.sch._cmd_context = True
+    d.sch.submit(t)
+    d.settle()
+    d.sch._cmd_context = False
+    d.advance(8 * 60)
+    assert hm(d) == ["09:00", "14:00"]
+
+
+def test_autocancel_removes_a_completed_suite(driver):
+    d = driver("suite s\n  autocancel +00:10\n  task t\nendsuite\n", MON.replace(hour=9))
+    d.begin()
+    assert d.node("/s").state == C
+    d.advance(9)
+    assert d.defs.find_abs_node("/s") is not None
+    d.advance(1)
+    assert d.defs.find_abs_node("/s") is None
+
+
+def test_autoarchive_then_restore(driver, tmp_path):
+    d = driver("""suite s
+  family f
+    autoarchive +00:05
+    task t
+  endfamily
+  task later
+    trigger f == complete
+    autorestore /s/f
+    time 12:00
+endsuite
+""", MON.replace(hour=9))
+    d.begin()
+    d.advance(5)
+    f = d.node("/s/f")
+    assert "archived" in f.flags and list(f.children) == []
+    archive = d.sch.archive_path(f)
+    assert "task t" in open(archive).read()
+    d.advance(3 * 60)        # 'later' completes at 12:00 and restores /s/f
+    assert [c.name for c in f.children] == ["t"] and "archived" not in f.flags
+    assert d.node("/s/f/t").state == C
+
+
+def test_trigger_on_a_repeat_date_and_date_arithmetic(driver):
+    d = driver("""suite s
+  family f
+    repeat date YMD 20200101 20200105
+    task t
+      trigger t2 == complete
+    task t2
+      defstatus complete
+  endfamily
+  task after3
+    trigger f:YMD ge 20200103
+  task yesterday
+    trigger f:YMD - 1 == 20191231
+endsuite
+""", MON)
+    d.auto_complete = False
+    d.begin()
+    assert {p for p, _ in d.runs} == {"/s/f/t", "/s/yesterday"}
+    assert d.node("/s/after3").state == Q
+
+
+def test_alter_change_repeat(driver):
+    from ecflow_lab.server import model as M
+
+    d = driver("""suite s
+  family f
+    repeat integer N 1 10
+    task t
+  endfamily
+endsuite
+""", MON)
+    d.auto_complete = False
+    d.begin()
+    f = d.node("/s/f")
+    M.alter(f, "change", "repeat", "", "7", d.sch)
+    assert d.sch.lookup(d.node("/s/f/t"), "N") == "7"
