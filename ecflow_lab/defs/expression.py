@@ -202,19 +202,21 @@ class _Parser:
             raise self.fail("an operator or end of expression")
         return node
 
+    # 'and'/'or' chains become one n-ary node ("and", a, b, c, ...): a generated trigger with thousands
+    # of terms must not nest thousands deep
     def p_or(self) -> tuple:
-        left = self.p_and()
+        items = [self.p_and()]
         while self.peek()[0] == "op" and self.peek()[1] in _OR:
             self.take()
-            left = ("or", left, self.p_and())
-        return left
+            items.append(self.p_and())
+        return items[0] if len(items) == 1 else ("or", *items)
 
     def p_and(self) -> tuple:
-        left = self.p_not()
+        items = [self.p_not()]
         while self.peek()[0] == "op" and self.peek()[1] in _AND:
             self.take()
-            left = ("and", left, self.p_not())
-        return left
+            items.append(self.p_not())
+        return items[0] if len(items) == 1 else ("and", *items)
 
     def p_not(self) -> tuple:
         if self.peek()[0] == "op" and self.peek()[1] in _NOT:
@@ -322,8 +324,8 @@ def _validate(ast: tuple, text: str, boolean: bool) -> None:
     with anything but a node, a path with a trailing '/'."""
     kind = ast[0]
     if kind in ("and", "or"):
-        _validate(ast[1], text, True)
-        _validate(ast[2], text, True)
+        for sub in ast[1:]:
+            _validate(sub, text, True)
     elif kind == "not":
         _validate(ast[1], text, True)
     elif kind == "node":
@@ -405,12 +407,16 @@ def _compile(ast: tuple) -> Fn:
     if kind == "not":
         f = _compile(ast[1])
         return lambda owner: not f(owner)
-    if kind == "and":
-        a, b = _compile(ast[1]), _compile(ast[2])
-        return lambda owner: bool(a(owner)) and bool(b(owner))
-    if kind == "or":
-        a, b = _compile(ast[1]), _compile(ast[2])
-        return lambda owner: bool(a(owner)) or bool(b(owner))
+    if kind in ("and", "or"):
+        fns = [_compile(sub) for sub in ast[1:]]
+        if len(fns) == 2:
+            a, b = fns
+            if kind == "and":
+                return lambda owner: bool(a(owner)) and bool(b(owner))
+            return lambda owner: bool(a(owner)) or bool(b(owner))
+        if kind == "and":
+            return lambda owner: all(f(owner) for f in fns)
+        return lambda owner: any(f(owner) for f in fns)
     if kind == "neg":
         f = _compile(ast[1])
         return lambda owner: -f(owner)
@@ -606,11 +612,18 @@ class Expression:
             except ExpressionError as e:
                 e.text = self.expression
                 raise
+            except RecursionError:
+                raise ExpressionError("expression nested too deeply", text=self.expression,
+                                      expected="fewer nested parentheses") from None
         return self._ast
 
     def compiled(self) -> Fn:
         if self._fn is None:
-            self._fn = _compile(self.ast())
+            try:
+                self._fn = _compile(self.ast())
+            except RecursionError:
+                raise ExpressionError("expression nested too deeply", text=self.expression,
+                                      expected="fewer nested parentheses") from None
         return self._fn
 
     def evaluate(self, owner: Node) -> bool:

@@ -149,3 +149,17 @@ def test_suite_calendar_variables_hook(defs: Defs) -> None:
     s.calendar_variables = lambda: {"TIME": "1400", "DOW": "1", "ECF_DATE": "20240101"}
     assert ev(defs, "/s/f/b", "/s:TIME > 1330 and /s:DOW == 1 and :ECF_DATE == 20240101")
     assert defs.check() == ""
+
+
+def test_long_and_deep_expressions(defs: Defs) -> None:
+    b = defs.find_abs_node("/s/f/b")
+    defs.find_abs_node("/s/f/a").state = NState.complete
+    long = " and ".join(["a == complete"] * 5000)
+    assert Trigger(long).evaluate(b)
+    assert Trigger(" or ".join(["a == aborted"] * 5000 + ["a == complete"])).evaluate(b)
+    assert Trigger(long).references()[0] == Reference("a", None, "node")
+    deep = "(" * 5000 + "a == complete" + ")" * 5000
+    with pytest.raises(DefsSyntaxError, match="nested too deeply"):
+        Trigger(deep).evaluate(b)
+    d = Defs.from_string(f"suite s\n task a\n task t\n  trigger {deep}\nendsuite\n")
+    assert "nested too deeply" in d.check()
