@@ -25,6 +25,7 @@ Attribute lists stay ``None`` until the first attribute of that kind is added: a
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -591,7 +592,7 @@ class Node:
         return list(self.walk())
 
     def get_all_tasks(self) -> list[Task]:
-        return [n for n in self.walk() if isinstance(n, Task)]
+        return [n for n in self.walk() if type(n) is Task]
 
     def get_all_families(self) -> list[Family]:
         return [n for n in self.walk() if isinstance(n, Family)]
@@ -1069,10 +1070,10 @@ class Defs:
         self.modify_change = 0
         self._index: dict[str, Suite] = {}
         self.parent = None
-        if len(items) == 1 and isinstance(items[0], str) and not variables:
+        if len(items) == 1 and isinstance(items[0], (str, os.PathLike)) and not variables:
             from .parser import parse_file
 
-            parse_file(items[0], into=self)
+            parse_file(os.fspath(items[0]), into=self)
             return
         self.add(*items, **variables)
 
@@ -1331,7 +1332,6 @@ class Defs:
 
 
 def _atomic_write(path: str, text: str) -> None:
-    import os
     import tempfile
 
     d = os.path.dirname(os.path.abspath(path))
