@@ -1062,7 +1062,7 @@ class Scheduler:
         if mode in ("begin", "full", "repeat"):
             for a in tattrs + crons:
                 T.rel_start[id(a)] = now
-        reset_next = not no_reque
+        reset_next = not (no_reque and mode == "time")   # a repeat or user requeue always starts afresh
         for a in tattrs + crons:
             cur = T.cur(a, now)
             if mode == "begin":
@@ -1146,10 +1146,23 @@ class Scheduler:
         self._touch(node)
 
     def free_time_deps(self, node: Any) -> None:
-        """``free_time_dep``: free one holding attribute of each kind (time, today, day, cron)."""
+        """``free_time_dep``: free one holding attribute of each kind (time, today, day, cron); the next
+        time slot is missed (seed 001: free_time_dep / free_all_dep)."""
         now = self.suite_now(node)
         T = self._tstate
         d = now.date()
+    def before_user_run(self, node: Any) -> None:
+        """``run`` of a node by hand: it misses its next time slot, and so do its parents up to the first
+        one with a repeat or cron, so a single time dependency does not run again (seed 001, Client.run).
+        Call it before submitting; the job's completion is then a command (``_cmd_context``)."""
+        n = node
+        while n is not None and not M.is_defs(n):
+            if n is not node and (M.repeat(n) is not None or M.crons(n)):
+                break
+            self.miss_next_time_slot(n)
+            n = M.parent(n)
+        self._cmd_context = True
+
         tattrs = M.time_attrs(node)
         for group, kind in (([a for a in tattrs if not M.is_today(a)], "time"),
                             ([a for a in tattrs if M.is_today(a)], "today"), (M.crons(node), "cron")):
@@ -1165,6 +1178,7 @@ class Scheduler:
             if not T.day_is_free(a, d):
                 a.free = True
                 a.expired = False
+                    M.add_flag(node, "no_reque")
                 break
         self._touch(node)
         self.need_traversal = True

@@ -144,28 +144,56 @@ def test_late_active_by_time_of_day(driver):
     assert "late" in d.node("/s/t").flags
 
 
-def test_free_time_dep_runs_now_and_the_series_carries_on(driver):
+def test_free_time_dep_runs_now_and_misses_the_next_slot(driver):
     d = driver("suite s\n  task t\n    time 10:00 12:00 01:00\nendsuite\n", MON.replace(hour=9))
     d.begin()
     d.sch.free_time_deps(d.node("/s/t"))
     d.settle()
-    assert hm(d) == ["09:00"]           # freed: runs now
+    assert hm(d) == ["09:00"]           # freed: runs now, and the 10:00 slot is missed
     d.advance(4 * 60)
-    # as ecFlow: the job's complete (a command) requeues it before the last slot, from the first slot due
-    assert hm(d) == ["09:00", "10:00", "11:00", "12:00"]
+    assert hm(d) == ["09:00", "11:00", "12:00"]
 
 
 def test_run_by_hand_misses_the_next_single_slot(driver):
     d = driver("suite s\n  task t\n    time 10:00\n    time 14:00\nendsuite\n", MON.replace(hour=9))
     d.begin()
     t = d.node("/s/t")
-    d.sch.miss_next_time_slot(t)
-    d.sch._cmd_context = True
+    d.sch.before_user_run(t)
     d.sch.submit(t)
     d.settle()
-    d.sch._cmd_context = False
     d.advance(8 * 60)
     assert hm(d) == ["09:00", "14:00"]
+
+
+def test_run_by_hand_with_a_single_time_stays_complete(driver):
+    d = driver("suite s\n  family f\n    task t\n      time 10:00\n  endfamily\nendsuite\n",
+               MON.replace(hour=9))
+    d.begin()
+    t = d.node("/s/f/t")
+    d.sch.before_user_run(t)
+    d.sch.submit(t)
+    d.settle()
+    d.advance(3 * 60)
+    assert hm(d) == ["09:00"] and t.state == C and d.node("/s").state == C
+
+
+def test_run_inside_a_repeat_lets_the_repeat_step(driver):
+    d = driver("""suite s
+  family f
+    repeat integer N 1 3
+    task t
+      time 10:00
+  endfamily
+endsuite
+""", MON.replace(hour=9))
+    d.begin()
+    t = d.node("/s/f/t")
+    d.sch.before_user_run(t)
+    d.sch.submit(t)
+    d.settle()
+    assert d.node("/s/f").repeat.value() == 2        # the family completed and stepped its repeat
+    d.advance(2 * 60)
+    assert hm(d) == ["09:00", "10:00"] and d.node("/s/f").repeat.value() == 3
 
 
 def test_autocancel_removes_a_completed_suite(driver):
