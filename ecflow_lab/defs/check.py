@@ -17,6 +17,9 @@ from .nodes import Defs, Family, Node, Suite
 __all__ = ["check_defs", "check_node"]
 
 
+_DIV0_CACHE: dict[str, bool] = {}
+
+
 def _div_by_zero(ast: Any) -> bool:
     if not isinstance(ast, tuple):
         return False
@@ -31,7 +34,13 @@ def _check_expr(node: Node, expr: Expression, externs: set[str], errors: list[st
     except DefsSyntaxError as e:
         errors.append(f"Error: {expr.keyword} on {node.get_abs_node_path()}: {e.message}: {expr.expression}")
         return
-    if _div_by_zero(ast):
+    key = expr.expression
+    bad = _DIV0_CACHE.get(key)
+    if bad is None:
+        bad = _div_by_zero(ast)
+        if len(_DIV0_CACHE) < 100000:
+            _DIV0_CACHE[key] = bad
+    if bad:
         errors.append(f"Error: {expr.keyword} on {node.get_abs_node_path()}: division by zero in "
                       f"'{expr.expression}'")
     errors.extend(expr.check(node, externs))

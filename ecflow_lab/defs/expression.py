@@ -302,6 +302,7 @@ class _Parser:
 
 
 _AST_CACHE: dict[str, tuple] = {}
+_REFS_CACHE: dict[str, tuple[Reference, ...]] = {}
 
 
 def parse_expression(text: str) -> tuple:
@@ -636,8 +637,15 @@ class Expression:
 
     def references(self) -> list[Reference]:
         """Everything the expression refers to (nodes, attributes, flags, ``:VAR``)."""
+        key = self.text if not self.parts else None
+        if key is not None:
+            hit = _REFS_CACHE.get(key)
+            if hit is not None:
+                return list(hit)
         out: list[Reference] = []
         _refs(self.ast(), out)
+        if key is not None and len(_REFS_CACHE) < 100000:
+            _REFS_CACHE[key] = tuple(out)
         return out
 
     def check(self, owner: Node, externs: set[str] | None = None) -> list[str]:
