@@ -43,6 +43,10 @@ from ecflow_lab.server.checkpoint import DEFAULT_INTERVAL, CheckpointSaver, Serv
 
 SERVER_VERSION = f"ecflow_lab 0.1.0 (ecFlow 5.x compatible, protocol v{protocol.VERSION})"
 DELTA_HISTORY = 2000
+# Child commands make a traversal due (ecFlow: "within about 1 s"); user commands traverse at once.
+TRAVERSE_EVERY = 0.02
+# Deltas are batched: at most one PUB message per PUBLISH_EVERY seconds (sync/news/get_defs flush first).
+PUBLISH_EVERY = 0.02
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -106,6 +110,7 @@ class SuiteServer:
         self.saver: CheckpointSaver | None = None
         self.startup_error: BaseException | None = None
         self.requests = 0
+        self._pub: zmq.Socket | None = None
         self.started_at = time.time()
 
     # ------------------------------------------------------------------ lifetime
@@ -231,10 +236,17 @@ class SuiteServer:
         poller.register(router, zmq.POLLIN)
         next_tick = time.monotonic()
         last_ckpt = time.monotonic()
+        last_trav = last_pub = 0.0
+        self._pub = pub
         try:
             while not self._stopping.is_set():
                 now_m = time.monotonic()
-                timeout = 0 if engine.need_traversal else max(0, int((next_tick - now_m) * 1000))
+                wake = next_tick
+                if engine.need_traversal:
+                    wake = min(wake, now_m if engine.traverse_now else last_trav + TRAVERSE_EVERY)
+                if engine.has_changes():
+                    wake = min(wake, last_pub + PUBLISH_EVERY)
+                timeout = max(0, int((wake - now_m) * 1000) + (0 if wake <= now_m else 1))
                 if poller.poll(min(timeout, 200)):
                     pending: list[list[bytes]] = []
                     for _ in range(2000):
@@ -259,9 +271,12 @@ class SuiteServer:
                 if now_m >= next_tick:
                     engine.tick()
                     next_tick = now_m + 1.0
-                if engine.need_traversal:
+                if engine.need_traversal and (engine.traverse_now or now_m - last_trav >= TRAVERSE_EVERY):
                     engine.traverse()
-                self._publish(pub)
+                    last_trav = now_m
+                if now_m - last_pub >= PUBLISH_EVERY and engine.has_changes():
+                    self._publish(pub)
+                    last_pub = now_m
                 if (self.checkpoint_mode == "ON_TIME" and engine.dirty_since_checkpoint
                         and now_m - last_ckpt >= self.checkpoint_interval):
                     self.checkpoint()
@@ -321,6 +336,11 @@ class SuiteServer:
             msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             reply = protocol.encode_reply(error=str(msg))
         return envelope + reply
+
+    def flush_deltas(self) -> None:
+        """Publish pending changes now (owner thread): a sync right after a command must see it."""
+        if self._pub is not None:
+            self._publish(self._pub)
 
     def _publish(self, pub: zmq.Socket) -> None:
         msg = self.engine.take_delta()
@@ -400,13 +420,18 @@ def _make_handler(server: SuiteServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
             pass
 
+        def setup(self) -> None:
+            super().setup()
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def _reply(self, code: int, text: str) -> None:
+            # one write for status, headers and body: no Nagle/delayed-ACK stall between them
             data = text.encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            reason = {200: "OK", 400: "Bad Request", 403: "Forbidden"}.get(code, "")
+            head = (f"HTTP/1.1 {code} {reason}\r\nServer: ecflow_lab\r\n"
+                    f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(data)}\r\n\r\n")
+            self.wfile.write(head.encode() + data)
+            self.wfile.flush()
 
         def _params(self) -> tuple[str, dict[str, Any]]:
             url = urllib.parse.urlsplit(self.path)

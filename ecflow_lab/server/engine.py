@@ -51,6 +51,8 @@ class Engine(Scheduler):
             raise RuntimeError(f"unknown request {cmd!r}")
         self.user_cmds += 1
         out = fn(args, payload, user)
+        if self.need_traversal:
+            self.traverse_now = True
         if isinstance(out, tuple):
             return out
         return out, None
@@ -275,14 +277,17 @@ class Engine(Scheduler):
         return self._text_cache
 
     def cmd_get_defs(self, a, p, u):
+        self.server.flush_deltas()
         text = self.state_text(int(a.get("handle") or 0))
         return {"seq": self.server.seq, "server_id": self.server.server_id}, text
 
     def cmd_news(self, a, p, u):
+        self.server.flush_deltas()
         d = self.server.deltas_since(int(a.get("seq", -1)), str(a.get("server_id", "")))
         return {"news": d is None or bool(d), "seq": self.server.seq}
 
     def cmd_sync(self, a, p, u):
+        self.server.flush_deltas()
         d = self.server.deltas_since(int(a.get("seq", -1)), str(a.get("server_id", "")))
         if d is None:
             return {"full": True, "seq": self.server.seq}

@@ -50,8 +50,22 @@ def suites(defs: Any) -> list[Any]:
     return defs.suites
 
 
+_path_cache: dict[int, str] = {}
+_path_ver = [-1]
+
+
 def path(n: Any) -> str:
-    return n.get_abs_node_path()
+    """Absolute path, memoised until the tree's structure changes (child commands hit it per call)."""
+    from ecflow_lab.defs import nodes as _nodes
+
+    v = _nodes.structure_version[0]
+    if v != _path_ver[0] or len(_path_cache) > 100000:
+        _path_cache.clear()
+        _path_ver[0] = v
+    p = _path_cache.get(id(n))
+    if p is None:
+        p = _path_cache[id(n)] = n.get_abs_node_path()
+    return p
 
 
 def walk(n: Any) -> Iterator[Any]:
@@ -664,7 +678,7 @@ def alter(n: Any, alter_type: str, attr_type: str, nm: str, value: str, sch: Any
             out["flags"] = sorted(n.flags or ())
         else:
             raise RuntimeError(f"alter: {alter_type!r}: expected add, change, delete, set_flag or clear_flag")
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, D.DefsSyntaxError) as exc:
         raise RuntimeError(f"alter {alter_type} {attr_type} {nm} {value} on {path(n)}: {exc}") from None
     from ecflow_lab.defs import nodes as _nodes
 

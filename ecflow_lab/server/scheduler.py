@@ -91,6 +91,7 @@ class Scheduler:
         self.jobs = JobProcesses()
         self.zombies: dict[tuple[str, str, str], Zombie] = {}
         self.need_traversal = False
+        self.traverse_now = False
         self.dirty_since_checkpoint = False
         self._calendars: dict[str, cal.SuiteCalendar] = {}
         self._last_day: _dt.date | None = None
@@ -127,6 +128,9 @@ class Scheduler:
         self._added.extend(added)
         self._removed.extend(removed)
         self.need_traversal = True
+
+    def has_changes(self) -> bool:
+        return bool(self._chg or self._added or self._removed or self._sstate_changed)
 
     def take_delta(self) -> dict[str, Any] | None:
         """The pinned delta message of everything changed since the last call (without v/seq), or None."""
@@ -403,6 +407,7 @@ class Scheduler:
     def traverse(self) -> int:
         """One job-generation pass over the begun suites; returns the number of jobs submitted."""
         self.need_traversal = False
+        self.traverse_now = False
         if self.server_state != "RUNNING":
             return 0
         self._cmd_context = False
@@ -1145,12 +1150,6 @@ class Scheduler:
                     break
         self._touch(node)
 
-    def free_time_deps(self, node: Any) -> None:
-        """``free_time_dep``: free one holding attribute of each kind (time, today, day, cron); the next
-        time slot is missed (seed 001: free_time_dep / free_all_dep)."""
-        now = self.suite_now(node)
-        T = self._tstate
-        d = now.date()
     def before_user_run(self, node: Any) -> None:
         """``run`` of a node by hand: it misses its next time slot, and so do its parents up to the first
         one with a repeat or cron, so a single time dependency does not run again (seed 001, Client.run).
@@ -1163,6 +1162,12 @@ class Scheduler:
             n = M.parent(n)
         self._cmd_context = True
 
+    def free_time_deps(self, node: Any) -> None:
+        """``free_time_dep``: free one holding attribute of each kind (time, today, day, cron); the next
+        time slot is missed (seed 001: free_time_dep / free_all_dep)."""
+        now = self.suite_now(node)
+        T = self._tstate
+        d = now.date()
         tattrs = M.time_attrs(node)
         for group, kind in (([a for a in tattrs if not M.is_today(a)], "time"),
                             ([a for a in tattrs if M.is_today(a)], "today"), (M.crons(node), "cron")):
@@ -1173,12 +1178,12 @@ class Scheduler:
                 if not free:
                     a.free = True
                     cal.ts_miss_next_slot(a)
+                    M.add_flag(node, "no_reque")
                     break
         for a in M.days(node):
             if not T.day_is_free(a, d):
                 a.free = True
                 a.expired = False
-                    M.add_flag(node, "no_reque")
                 break
         self._touch(node)
         self.need_traversal = True
@@ -1444,7 +1449,7 @@ class Scheduler:
             if ref_node is None:
                 parts.append(f"{ref_path} not found")
             elif attr:
-                parts.append(f"{ref_path}:{attr} = {M.attr_value(ref_node, attr)}")
+                parts.append(f"{M.path(ref_node)}:{attr} = {M.attr_value(ref_node, attr)}")
             else:
-                parts.append(f"{ref_path} is {M.state(ref_node).name}")
+                parts.append(f"{M.path(ref_node)} is {M.state(ref_node).name}")
         return (" (" + "; ".join(parts) + ")") if parts else ""

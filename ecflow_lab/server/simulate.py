@@ -52,6 +52,7 @@ class SimulationResult:
     seconds: float
     states: dict[str, int] = field(default_factory=dict)
     verifies: list[tuple[str, str, int, int]] = field(default_factory=list)
+    never_ran: list[tuple[str, list[str]]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -64,7 +65,12 @@ class SimulationResult:
         lines = [f"simulated {self.start:%Y-%m-%d %H:%M} .. {self.end:%Y-%m-%d %H:%M} in {self.steps} steps, "
                  f"{self.jobs} jobs run, {self.seconds:.2f}s",
                  f"final task states: {states or 'no tasks'}",
-                 f"verify: {len(self.verifies) - ver_bad} of {len(self.verifies)} hold"]
+                 f"verify: {len(self.verifies) - ver_bad} of {len(self.verifies)} hold",
+                 f"tasks that never ran: {len(self.never_ran)}"]
+        for path, why in self.never_ran[:20]:
+            lines.append(f"  {path}: " + ("; ".join(why) if why else "nothing holds it"))
+        if len(self.never_ran) > 20:
+            lines.append(f"  ... and {len(self.never_ran) - 20} more")
         lines.append("result: OK" if self.ok else "result: FAILED")
         return "\n".join(lines)
 
@@ -77,6 +83,7 @@ class SimScheduler(Scheduler):
         self.clock_obj = clock
         self.sim_submitted: list[Any] = []
         self.ran_this_step: set[int] = set()
+        self.ever_ran: set[int] = set()
         self.deferred = False
 
     def _touch(self, node: Any, key: str | None = None, value: Any = None) -> None:
@@ -97,6 +104,7 @@ class SimScheduler(Scheduler):
             self.deferred = True        # at most one run per calendar step, as ecFlow's simulator
             return False
         self.ran_this_step.add(id(task))
+        self.ever_ran.add(id(task))
         M.set_tryno(task, M.tryno(task) + 1)
         M.set_password(task, "simulate")
         for f in ("edit_failed", "no_script", "ecfcmd_failed", "killed", "force_aborted", "task_aborted",
@@ -264,10 +272,13 @@ def run(defs: Any, days: float | None = None, start: _dt.datetime | None = None,
     report = _report(sch, d, has_crons or has_autocancel)
     states: dict[str, int] = {}
     verifies: list[tuple[str, str, int, int]] = []
+    never: list[tuple[str, list[str]]] = []
     for s in M.suites(d):
         for n in M.walk(s):
             if M.is_task(n):
                 states[M.state(n).name] = states.get(M.state(n).name, 0) + 1
+                if id(n) not in sch.ever_ran and M.state(n) != C:
+                    never.append((M.path(n), sch.why_list(n)))
             for v in getattr(n, "verifies", None) or ():
                 verifies.append((M.path(n), v.state_name, v.expected, v.actual))
     sch.jobs.wait_all() if hasattr(sch.jobs, "wait_all") else None
@@ -276,7 +287,7 @@ def run(defs: Any, days: float | None = None, start: _dt.datetime | None = None,
     except OSError:
         pass
     return SimulationResult(report, t_start, end_now, steps, sch.submitted_jobs, time.perf_counter() - t0,
-                            states, verifies)
+                            states, verifies, never)
 
 
 def _play_job(sch: SimScheduler, task: Any, used_attrs: set[tuple[int, str]], now: _dt.datetime,
