@@ -313,7 +313,10 @@ class Master:
     # ------------------------------------------------------------------------------------------ dispatch
 
     def _dispatch(self, frames: list[bytes]) -> None:
+        """Handle one message inside its own savepoint: a refused or failed request changes nothing,
+        and never undoes the other requests of the same batch."""
         ident = frames[0]
+        self.db.execute("SAVEPOINT request")
         try:
             if len(frames) < 2:
                 raise wire.ProtocolError("empty message")
@@ -326,6 +329,7 @@ class Master:
                 if not self._mover_ok(hdr):
                     raise TransferError("mover not authenticated (wrong or missing cluster secret)")
                 mover_handler(ident, hdr)
+                self.db.execute("RELEASE request")
                 return
             handler = getattr(self, f"_op_{op}", None)
             if handler is None:
@@ -333,18 +337,25 @@ class Master:
             user = self._authenticate(hdr, op)
             reply = handler(hdr, user) or {}
             reply.update(ok=True, rid=hdr.get("rid"))
+            self.db.execute("RELEASE request")
             self._send(ident, reply)
-        except TransferError as exc:
+        except Exception as exc:
+            self.db.execute("ROLLBACK TO request")
+            self.db.execute("RELEASE request")
             rid = None
             try:
                 rid = decode(frames[1]).get("rid") if len(frames) > 1 else None
             except wire.ProtocolError:
                 pass
-            self._send(ident, {"ok": False, "rid": rid, "error": str(exc)})
-        except Exception as exc:  # a bug must not take the master down; the client sees the error
-            log.exception("request failed")
-            self.db.rollback()
-            self._send(ident, {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"})
+            if isinstance(exc, TransferError):
+                error = str(exc)
+            elif isinstance(exc, (KeyError, TypeError, ValueError, AttributeError)):
+                log.warning("malformed request: %r", exc)
+                error = f"malformed request: {type(exc).__name__}: {exc}"
+            else:  # a bug must not take the master down; the client sees the error
+                log.exception("request failed")
+                error = f"internal error: {type(exc).__name__}: {exc}"
+            self._send(ident, {"ok": False, "rid": rid, "error": error})
 
     # ------------------------------------------------------------------------------------------ auth
 
@@ -737,8 +748,14 @@ class Master:
             raise TransferError("-groupby needs a name of 1 to 64 characters")
         if files is None:
             files = [{"target": hdr.get("target"), "size": hdr.get("size"), "source": hdr.get("source")}]
+        if not isinstance(files, list) or not all(isinstance(f, dict) for f in files) or not files:
+            raise TransferError("files must be a non-empty list of {source, size, target} objects")
         if not groupby and len(files) != 1:
             raise TransferError("several files (-index) need -groupby")
+        for f in files:  # validate everything before changing anything
+            wire.clean_target(str(f.get("target") or ""))
+            if f.get("size") is not None and (not isinstance(f["size"], int) or f["size"] < 0):
+                raise TransferError(f"bad size {f['size']!r} for {f.get('target')}")
         ids, messages = [], []
         for f in files:
             dfid, msg = self._register(hdr, f, dests, user)
