@@ -645,12 +645,14 @@ class _Parser:
     def _expr(self, words: list[str], stmt: str, keyword: str) -> None:
         node = self.target(keyword)
         text = _rest(stmt, 1)
+        if "  " in text or "\t" in text:
+            text = " ".join(text.split())  # as ecFlow prints it; expressions have no string literals
         if not text:
             raise self.expect(f"an expression after '{keyword}'", "")
         cls = Trigger if keyword == "trigger" else Complete
         cur = node.trigger if keyword == "trigger" else node.complete
         if words[1] in ("-a", "-o"):
-            part = _rest(stmt, 2)
+            part = " ".join(_rest(stmt, 2).split())
             if not part:
                 raise self.expect(f"an expression after '{keyword} {words[1]}'", "")
             join = "and" if words[1] == "-a" else "or"

@@ -130,7 +130,7 @@ def write_defs(defs: Defs, state: bool = False) -> str:
             out.append(f"edit {v.name} '{v.value}' # server")
     for v in defs.variables or ():
         out.append(f"edit {v.name} '{v.value}'")
-    for e in defs.externs:
+    for e in sorted(defs.externs):  # ecFlow keeps externs in a sorted set
         out.append(f"extern {e}")
     for s in defs.suites:
         _write(s, 0, out, state)
