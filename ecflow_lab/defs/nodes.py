@@ -1323,7 +1323,7 @@ class Defs:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Defs):
             return NotImplemented
-        return (self.suites == other.suites and self.externs == other.externs
+        return (self.suites == other.suites and sorted(self.externs) == sorted(other.externs)
                 and (self.variables or None) == (other.variables or None)
                 and self.state == other.state and self.server_state == other.server_state
                 and (self.flags or None) == (other.flags or None))
