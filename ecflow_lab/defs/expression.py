@@ -23,6 +23,7 @@ Paths are absolute (``/s/f/t``), relative to the parent (``t``, ``f/t``, ``./t``
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -263,7 +264,12 @@ class _Parser:
             return ("const", float(val) if "." in val else int(val))
         if kind == "dt":
             self.take()
-            return ("const", int(val.replace("T", "")))
+            # seconds since the epoch, as a 'repeat datetime' value reads in an expression
+            try:
+                t = _dt.datetime.strptime(val, "%Y%m%dT%H%M%S").replace(tzinfo=_dt.timezone.utc)
+            except ValueError:
+                raise self.fail("a datetime yyyymmddTHHMMSS") from None
+            return ("const", int(t.timestamp()))
         if kind == "state":
             self.take()
             return ("state", STATES[val])

@@ -163,3 +163,16 @@ def test_long_and_deep_expressions(defs: Defs) -> None:
         Trigger(deep).evaluate(b)
     d = Defs.from_string(f"suite s\n task a\n task t\n  trigger {deep}\nendsuite\n")
     assert "nested too deeply" in d.check()
+
+
+def test_repeat_datetime_compares_with_datetime_literals() -> None:
+    d = Defs.from_string("suite s\n family f\n  repeat datetime T 20240101T000000 20240103T000000 12\n"
+                         "  task t\n endfamily\nendsuite\n")
+    f = d.find_abs_node("/s/f")
+    t = d.find_abs_node("/s/f/t")
+    assert Trigger("../f:T == 20240101T000000 and ../f:T < 20240101T120000").evaluate(t)
+    f.repeat.increment()
+    assert Trigger("../f:T == 20240101T120000").evaluate(t)
+    assert f.repeat.generated_variables()["T_TIME"] == "120000"
+    with pytest.raises(DefsSyntaxError):
+        parse_expression("x:T > 20241399T000000")
