@@ -308,6 +308,8 @@ class _Parser:
 
     # ----------------------------------------------------------------- main loop
     def run(self, text: str) -> None:
+        if text.startswith("\ufeff"):  # a byte order mark left by some editors
+            text = text[1:]
         lines = text.split("\n")
         n = len(lines)
         i = 0

@@ -176,3 +176,12 @@ def test_node_from_string_errors() -> None:
     t = Task.from_string("task t # state:aborted try:2 abort<:bad exit code 3>abort\n  event e # set\n")
     assert t.state is NState.aborted and t.try_no == 2 and t.abort_reason == "bad exit code 3"
     assert t.find_event("e").value is True
+
+
+def test_crlf_and_byte_order_mark() -> None:
+    text = "\ufeffsuite s\r\n  edit A 'x y'\r\n  task t\r\n    trigger 1 == 1 and \\\r\n      2 == 2\r\n    label l \"v\"\r\nendsuite\r\n"
+    d = parse(text)
+    t = d.find_abs_node("/s/t")
+    assert d.find_suite("s").find_variable("A").value == "x y"
+    assert t.trigger.text == "1 == 1 and 2 == 2" and t.find_label("l").value == "v"
+    assert parse(str(d)) == d
