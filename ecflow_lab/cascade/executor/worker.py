@@ -261,7 +261,14 @@ class Worker:
                 store[(idx, k)] = val
                 if pub[k]:
                     p0 = time.time()
-                    d = self._pub(job, (idx, k), val, True)
+                    try:
+                        d = self._pub(job, (idx, k), val, True)
+                    except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
+                        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                        msg = f"cannot serialize output {k} ({type(val).__name__}): {type(exc).__name__}: {exc}"
+                        self.flush()
+                        self.send(("fail", job, idx, None, msg, tb, t0, time.time(), self.wid))
+                        return
                     if d[0] == "s":
                         xfer = (p0, time.time(), d[5])
                     descs.append(d)
