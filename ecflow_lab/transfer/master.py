@@ -307,7 +307,12 @@ class Master:
         self._dirty = True
         self._changed.add(tid)
 
-    def _file_transfers(self, dfid: int) -> list[int]:
+    def _file_transfers(self, dfid: int, pending_only: bool = False) -> list[int]:
+        """Transfer ids of a data file; ``pending_only``: those still waiting for its content (a transfer
+        the user stopped meanwhile is left alone)."""
+        if pending_only:
+            return [r[0] for r in self.db.execute("SELECT id FROM transfers WHERE data_file=? AND status IN (?,?,?)",
+                                                  (dfid, ARRIVING, PRESET, FETCHING))]
         return [r[0] for r in self.db.execute("SELECT id FROM transfers WHERE data_file=?", (dfid,))]
 
     # ------------------------------------------------------------------------------------------ dispatch
@@ -479,7 +484,7 @@ class Master:
                              requeues=_Inc(), mover=None)
         else:
             self.db.execute("UPDATE data_files SET status='preset', fetch_mover=NULL WHERE id=?", (ident,))
-            for tid in self._file_transfers(ident):
+            for tid in self._file_transfers(ident, pending_only=True):
                 self._set_status(tid, INTERRUPTED, inf.mover, reason)
                 self._set_status(tid, PRESET, None, "retrieval re-queued after interruption")
 
@@ -527,7 +532,7 @@ class Master:
 
     def _release_file(self, f: dict[str, Any], message: str) -> int:
         """Content is in the store: its transfers move on to Queued (or StandBy / ReQueued)."""
-        tids = self._file_transfers(f["id"])
+        tids = self._file_transfers(f["id"], pending_only=True)
         for tid in tids:
             t = self.db.execute("SELECT requeues FROM transfers WHERE id=?", (tid,)).fetchone()
             status = STANDBY if f["standby"] else (REQUEUED if t["requeues"] else QUEUED)
@@ -541,7 +546,7 @@ class Master:
             return
         self.db.execute("UPDATE data_files SET status='failed', deleted=1, error=? WHERE id=?",
                         (hdr.get("error"), dfid))
-        for tid in self._file_transfers(dfid):
+        for tid in self._file_transfers(dfid, pending_only=True):
             self._set_status(tid, FAILED, hdr.get("name"), f"push failed: {hdr.get('error')}", error=hdr.get("error"))
 
     def _mover_checksummed(self, ident: bytes, hdr: dict[str, Any]) -> None:
@@ -602,12 +607,12 @@ class Master:
                             "RETURNING fetch_failures", (err, dfid)).fetchone()
         if hdr.get("fatal") or r[0] > self.fetch_retries:
             self.db.execute("UPDATE data_files SET status='failed' WHERE id=?", (dfid,))
-            for tid in self._file_transfers(dfid):
+            for tid in self._file_transfers(dfid, pending_only=True):
                 self._set_status(tid, FAILED, inf.mover, f"retrieval failed: {err}", error=err)
         else:
             self.db.execute("UPDATE data_files SET status='preset' WHERE id=?", (dfid,))
             self.fetch_not_before[dfid] = time.monotonic() + self.fetch_retry_delay
-            for tid in self._file_transfers(dfid):
+            for tid in self._file_transfers(dfid, pending_only=True):
                 self._set_status(tid, PRESET, inf.mover, f"retrieval attempt {r[0]} failed: {err}")
 
     def _mover_delivered(self, ident: bytes, hdr: dict[str, Any]) -> None:
@@ -672,7 +677,7 @@ class Master:
             attempt = self.db.execute("UPDATE data_files SET status='fetching', fetch_attempt=fetch_attempt+1, "
                                       "fetch_mover=? WHERE id=? RETURNING fetch_attempt",
                                       (m.name, dfid)).fetchone()[0]
-            for tid in self._file_transfers(dfid):
+            for tid in self._file_transfers(dfid, pending_only=True):
                 self._set_status(tid, FETCHING, m.name, f"retrieval by {m.name}")
             key = ("f", dfid)
             self.inflight[key] = Inflight(m.name, attempt, mono)
@@ -946,7 +951,7 @@ class Master:
         pending = []
         if 0 < waiting <= int(hdr.get("detail", 10)):
             for r in self.db.execute(
-                    "SELECT t.* FROM transfers t JOIN data_files d ON d.id=t.data_file WHERE d.groupby=? AND "
+                    "SELECT t.*, d.size FROM transfers t JOIN data_files d ON d.id=t.data_file WHERE d.groupby=? AND "
                     "d.deleted=0 AND t.status NOT IN (?,?,?,?) ORDER BY t.id", (group, DONE, FAILED, STOPPED, STANDBY)):
                 pending.append(self._transfer_dict(r))
         return {"group": group, "found": total > 0, "files": files[0], "retrieved": files[1] or 0,

@@ -203,3 +203,23 @@ def test_transfer_up_runs_master_and_movers_until_sigterm(tmp_path):
         proc.send_signal(sig.SIGTERM)
         assert proc.wait(20) == 0
         proc.stdout.close()
+
+
+def test_stopped_before_retrieval_stays_stopped(service, client, outdir, tmp_path):
+    client.add_destination("arch", f"file://{outdir}")
+    client.scheduler("stop")  # retrievals paused
+    f = tmp_path / "s.dat"
+    f.write_bytes(b"s")
+    dfid = client.push(f, "arch", groupby="gs")
+    assert client.status(dfid)["transfers"][0]["status"] == "Preset"
+    assert client.stop(dfid) == 1
+    client.scheduler("start")
+    deadline = time.monotonic() + 10
+    while client.status(dfid)["data_file"]["status"] != "stored":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert client.status(dfid)["transfers"][0]["status"] == "Stopped"
+    assert not (outdir / "s.dat").exists()
+    assert client.requeue(dfid) == 1  # and a re-queue sends it
+    assert client.wait(dfid, timeout=30)["transfers"][0]["status"] == "Done"
