@@ -71,11 +71,15 @@ class SuiteCalendar:
 
     def now(self) -> _dt.datetime:
         """The suite's current date and time (seconds dropped: one-minute resolution)."""
-        t = _dt.datetime.fromtimestamp(self._clock() + self.gain + self._offset)
-        t = t.replace(second=0, microsecond=0)
+        t = self.raw_now()
         if self.hybrid and self._hybrid_date is not None:
             t = _dt.datetime.combine(self._hybrid_date, t.time())
         return t
+
+    def raw_now(self) -> _dt.datetime:
+        """As :meth:`now` but with the date moving even under a hybrid clock (its days still change)."""
+        t = _dt.datetime.fromtimestamp(self._clock() + self.gain + self._offset)
+        return t.replace(second=0, microsecond=0)
 
     def variables(self) -> dict[str, str]:
         """Suite generated variables: DATE, YYYY, MM, DD, DAY, DOW, DOY, MONTH, ECF_DATE, TIME, ECF_TIME ..."""

@@ -963,13 +963,14 @@ class Scheduler:
         for s in list(M.suites(self.defs)):
             if not M.begun(s):
                 continue
-            now = self.calendar(s).now()
+            c = self.calendar(s)
+            now, raw = c.now(), c.raw_now()
             prev = self._cal_last.get(M.name(s))
             if prev is not None and now <= prev:
                 continue
             self._cal_last[M.name(s)] = now
             moved = True
-            day_changed = prev is not None and now.date() != prev.date()
+            day_changed = prev is not None and raw.date() != prev.date()   # also under a hybrid clock
             prev_min = cal.minutes_of(prev) if prev is not None and not day_changed else None
             self._cal_changed(s, now, prev_min, day_changed, False)
             self._auto_cancel_archive(s, now)

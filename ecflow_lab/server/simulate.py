@@ -220,13 +220,14 @@ def run(defs: Any, days: float | None = None, start: _dt.datetime | None = None,
     suites = list(M.suites(d))
     if not suites:
         raise ValueError("simulate: the definition has no suites")
+    for s in suites:
+        for n in M.walk(s):
+            for v in getattr(n, "verifies", None) or ():
+                v.actual = 0        # counted from begin on (ecFlow resets them at begin, then counts)
     sch.begin()
     for s in suites:
         if not any(M.is_task(n) for n in M.walk(s)):
             M.set_state(s, C)       # nothing to run: complete, as ecFlow's simulator
-        for n in M.walk(s):
-            for v in getattr(n, "verifies", None) or ():
-                v.actual = 0
     has_crons = any(M.crons(n) for s in suites for n in M.walk(s))
     has_autocancel = any(getattr(n, "autocancel", None) is not None for s in suites for n in M.walk(s))
     ci = _dt.timedelta(minutes=1) if (minute_res or t_start.minute) else _dt.timedelta(hours=1)

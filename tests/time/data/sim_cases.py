@@ -1,0 +1,188 @@
+"""Definitions whose verify counts are taken from real ecFlow 5.9.2's simulator (differential tests)."""
+
+CASES = {
+"today_series_late_begin": """suite s
+  clock real 6.5.2024 +10:30
+  task t
+    today 10:00 12:00 00:30
+endsuite
+""",
+"time_series_late_begin": """suite s
+  clock real 6.5.2024 +10:30
+  task t
+    time 10:00 12:00 00:30
+endsuite
+""",
+"today_single_late": """suite s
+  clock real 6.5.2024 +11:00
+  task t
+    today 10:00
+  task u
+    time 10:00
+endsuite
+""",
+"relative_series": """suite s
+  clock real 6.5.2024
+  task t
+    time +00:30 03:00 00:30
+endsuite
+""",
+"multi_today": """suite s
+  clock real 6.5.2024
+  task t
+    today 10:00
+    today 14:00
+endsuite
+""",
+"time_and_today": """suite s
+  clock real 6.5.2024
+  task t
+    time 10:00
+    today 09:00
+endsuite
+""",
+"days": """suite s
+  clock real 6.5.2024
+  task t
+    day monday
+    day wednesday
+  task u
+    day tuesday
+    time 10:00
+    time 15:00
+endsuite
+""",
+"date_wild": """suite s
+  clock real 28.4.2024
+  task t
+    date 1.*.*
+  task u
+    date *.5.2024
+    time 12:00
+endsuite
+""",
+"cron_months": """suite s
+  clock real 1.1.2024
+  task t
+    cron -m 2,4 -d 1,15 06:00
+  task u
+    cron -w 0L 07:00
+  task v
+    cron 22:00 23:00 00:30
+endsuite
+""",
+"repeat_day_time": """suite s
+  clock real 6.5.2024
+  family f
+    repeat day 1
+    task t
+      time 10:00
+  endfamily
+endsuite
+""",
+"repeat_int_time": """suite s
+  clock real 6.5.2024
+  family f
+    repeat integer I 1 4
+    task t
+      time 10:00
+    task u
+      trigger t == complete
+  endfamily
+endsuite
+""",
+"family_time_series": """suite s
+  clock real 6.5.2024
+  family f
+    time 08:00 12:00 02:00
+    task a
+    task b
+      trigger a == complete
+  endfamily
+endsuite
+""",
+"family_day_task_time": """suite s
+  clock real 5.5.2024
+  family f
+    day monday
+    day thursday
+    task t
+      time 09:00
+      time 17:00
+  endfamily
+endsuite
+""",
+"cron_family": """suite s
+  clock real 6.5.2024
+  family f
+    cron -w 1,2 10:00
+    task a
+    task b
+      trigger a == complete
+      time 11:00
+  endfamily
+endsuite
+""",
+"hybrid_mix": """suite s
+  clock hybrid 6.5.2024
+  task a
+    time 10:00 14:00 02:00
+  task b
+    date 6.5.2024
+  task c
+    date 7.5.2024
+  task d
+    cron 10:00
+  task e
+    cron 10:00 12:00 01:00
+endsuite
+""",
+"nested_repeats": """suite s
+  clock real 1.1.2020
+  family outer
+    repeat integer O 1 3
+    family inner
+      repeat enumerated E a b
+      task t
+    endfamily
+    task after
+      trigger inner == complete
+  endfamily
+endsuite
+""",
+"complete_expr_repeat": """suite s
+  clock real 1.1.2020
+  family f
+    repeat integer I 1 5
+    complete f:I ge 4
+    task t
+  endfamily
+endsuite
+""",
+"chain_time": """suite s
+  clock real 6.5.2024
+  task a
+    time 10:00
+  task b
+    trigger a == complete
+    time 10:00
+  task c
+    trigger b == complete
+endsuite
+""",
+"relative_single_repeat": """suite s
+  clock real 6.5.2024
+  family f
+    repeat integer I 1 3
+    task t
+      time +01:00
+  endfamily
+endsuite
+""",
+"today_relative": """suite s
+  clock real 6.5.2024 +09:00
+  task t
+    today +00:20
+endsuite
+""",
+}
