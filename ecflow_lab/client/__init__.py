@@ -74,6 +74,7 @@ class Client:
         # local definition for get_server_defs / sync_local
         self._defs: Any = None
         self._defs_text: str | None = None
+        self._defs_raw: tuple[bytes, str] = (b"", "")
         self._seq = -1
         self._server_id = ""
         self._in_sync = False
@@ -230,7 +231,11 @@ class Client:
         return 0
 
     def terminate_server(self) -> int:
-        self._user_cmd("terminate")
+        try:
+            self._user_cmd("terminate")
+        except RuntimeError as exc:
+            if "lost while waiting" not in str(exc):    # it went away: that is what we asked for
+                raise
         self.close()
         return 0
 
@@ -351,13 +356,20 @@ class Client:
         if self._defs_text is not None:
             from ecflow_lab import defs as _defs
 
-            text, self._defs_text = self._defs_text, None
+            raw, encoding = self._defs_raw
+            self._defs_text, self._defs_raw = None, (b"", "")
+            if encoding == "gzip":
+                import gzip
+
+                raw = gzip.decompress(raw)
+            text = raw.decode()
             self._defs = _defs.Defs.from_string(text, f"<server {self._host}:{self._port}>")
         return self._defs
 
     def _fetch_full(self) -> None:
         result, payload = self._call("get_defs", {"handle": self._handle})
-        self._defs_text = (payload or b"").decode()
+        self._defs_raw = (payload or b"", result.get("encoding", ""))
+        self._defs_text = ""
         self._defs = None
         self._seq = result["seq"]
         self._server_id = result.get("server_id", "")

@@ -82,6 +82,9 @@ def main(argv: list[str]) -> int:
             pass
     finally:
         srv.close()
+        import zmq
+
+        zmq.Context.instance().term()   # waits (linger) until the last replies, e.g. to --terminate, are sent
     return 0
 
 

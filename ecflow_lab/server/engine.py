@@ -6,9 +6,11 @@ RuntimeError with a message meant for the user (the Client re-raises it as ecflo
 
 from __future__ import annotations
 
+import gzip
 import os
 import socket
 import time
+import zlib
 from collections import deque
 from typing import Any
 
@@ -19,6 +21,12 @@ from ecflow_lab.server.jobs import PreprocessError, locate_script, preprocess
 from ecflow_lab.server.scheduler import SERVER_DEFAULTS, A, C, Q, R, S, Scheduler
 
 VERSION = "ecflow_lab 0.1.0 (ecFlow 5.x compatible)"
+
+
+def _gz(data: bytes) -> bytes:
+    """One gzip member (members concatenate: gzip.decompress of the join is the joined text)."""
+    c = zlib.compressobj(1, zlib.DEFLATED, 31)
+    return c.compress(data) + c.flush()
 
 
 class Engine(Scheduler):
@@ -206,6 +214,9 @@ class Engine(Scheduler):
         clash = [M.name(s) for s in M.suites(new) if M.name(s) in existing]
         if clash and not force:
             raise RuntimeError(f"load: suite(s) {', '.join(clash)} already loaded; use force to overwrite")
+        segments = M.split_suites(text)
+        if segments is not None and [n for n, _ in segments] != [M.name(s) for s in M.suites(new)]:
+            segments = None
         added = []
         for s in list(M.suites(new)):
             old = M.find_suite(self.defs, M.name(s))
@@ -219,6 +230,8 @@ class Engine(Scheduler):
         for k, v in M.server_user_vars(new).items():
             M.set_server_user_var(self.defs, k, v)
         self._structure_changed(added=added)
+        for seg_name, seg in segments or ():
+            self._suite_src[seg_name] = _gz(seg.encode())
         self._user_log(u, f"--load {name}")
         return None
 
@@ -266,20 +279,53 @@ class Engine(Scheduler):
             raise RuntimeError(f"client handle {handle} is not registered")
         return set(h["suites"])
 
+    def _suite_plain(self, s: Any) -> str:
+        name = M.name(s)
+        t = self._suite_cache.get(name)
+        if t is None:
+            src = self._suite_src.get(name)
+            t = gzip.decompress(src).decode() if src is not None else M.write_suite_state(s)
+            self._suite_cache[name] = t
+        return t
+
+    def _suite_gzip(self, s: Any) -> bytes:
+        name = M.name(s)
+        g = self._suite_src.get(name) or self._suite_gz.get(name)
+        if g is None:
+            g = self._suite_gz[name] = _gz(self._suite_plain(s).encode())
+        return g
+
     def state_text(self, handle: int = 0) -> str:
-        """The definition with its state, in ecFlow's checkpoint form (cached until something changes)."""
-        if handle:
-            names = self._visible_suites(handle)
-            return M.write_state(self.defs, suites=names)
-        if self._text_cache is None:
-            M.update_defs_state(self.defs)
-            self._text_cache = M.write_state(self.defs)
-        return self._text_cache
+        """The definition with its state, in ecFlow's checkpoint form.
+
+        Built per suite and cached until that suite changes; a suite untouched since it was loaded is
+        served from the text it was loaded from (kept gzip-compressed), so a big definition is never
+        re-written just to be downloaded or checkpointed."""
+        names = self._visible_suites(handle) if handle else None
+        if names is None and self._text_cache is not None:
+            return self._text_cache
+        M.update_defs_state(self.defs)
+        parts = [M.state_header(self.defs)]
+        parts += [self._suite_plain(s) for s in M.suites(self.defs) if names is None or M.name(s) in names]
+        parts.append(M.STATE_FOOTER)
+        text = "".join(parts)
+        if names is None:
+            self._text_cache = text
+        return text
+
+    def state_gzip(self, handle: int = 0) -> bytes:
+        """The same text as :meth:`state_text`, as concatenated gzip members (cheap to assemble)."""
+        names = self._visible_suites(handle) if handle else None
+        M.update_defs_state(self.defs)
+        parts = [_gz(M.state_header(self.defs).encode())]
+        parts += [self._suite_gzip(s) for s in M.suites(self.defs) if names is None or M.name(s) in names]
+        parts.append(_gz(M.STATE_FOOTER.encode()))
+        return b"".join(parts)
 
     def cmd_get_defs(self, a, p, u):
         self.server.flush_deltas()
-        text = self.state_text(int(a.get("handle") or 0))
-        return {"seq": self.server.seq, "server_id": self.server.server_id}, text
+        data = self.state_gzip(int(a.get("handle") or 0))
+        return {"seq": self.server.seq, "server_id": self.server.server_id, "encoding": "gzip"}, data
 
     def cmd_news(self, a, p, u):
         self.server.flush_deltas()

@@ -510,6 +510,53 @@ def write_state(defs: Any, suites: set[str] | None = None) -> str:
     return write_defs(sub, state=True)
 
 
+def state_header(defs: Any) -> str:
+    """The checkpoint header (version, defs_state, server and user variables, externs), no suites."""
+    from ecflow_lab.defs.writer import write_defs
+
+    sub = D.Defs()
+    sub.variables, sub.server_variables, sub.externs = defs.variables, defs.server_variables, defs.externs
+    sub.state, sub.server_state, sub.flags = defs.state, defs.server_state, defs.flags
+    text = write_defs(sub, state=True)
+    return text[: -len(STATE_FOOTER)] if text.endswith(STATE_FOOTER) else text
+
+
+STATE_FOOTER = "# enddef\n"
+
+
+def write_suite_state(s: Any) -> str:
+    from ecflow_lab.defs.writer import write_node
+
+    return write_node(s, state=True)
+
+
+def split_suites(text: str) -> list[tuple[str, str]] | None:
+    """``[(suite name, its text)]`` of a definition, in order, or None when the text is not simple enough
+    to split by lines (the caller then uses the writer)."""
+    out: list[tuple[str, str]] = []
+    lines = text.split("\n")
+    start = -1
+    name = ""
+    for i, line in enumerate(lines):
+        s = line.strip()
+        if not s or s[0] == "#":
+            continue
+        word = s.split(None, 1)[0].rstrip(";")
+        if word == "suite":
+            if start >= 0 or ";" in s:
+                return None
+            parts = s.split()
+            if len(parts) < 2:
+                return None
+            start, name = i, parts[1].split("#")[0]
+        elif word == "endsuite":
+            if start < 0 or s.split("#")[0].strip() != "endsuite":
+                return None
+            out.append((name, "\n".join(lines[start:i + 1]) + "\n"))
+            start = -1
+    return out if start < 0 else None
+
+
 def check(defs: Any) -> str:
     return defs.check() if hasattr(defs, "check") else ""
 
