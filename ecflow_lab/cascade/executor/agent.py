@@ -116,7 +116,9 @@ class Agent:
                 continue
             if msg[0] == "get":
                 path = msg[1]
-                if not os.path.basename(path).startswith("ecl-") or not os.path.isfile(path):
+                real = os.path.realpath(path)
+                if (not os.path.basename(real).startswith(self.shm_prefix) or wire.SHM_DIR is None
+                        or os.path.dirname(real) != os.path.realpath(wire.SHM_DIR) or not os.path.isfile(real)):
                     wire.send(self.data, self.key, ("error", f"no such dataset {path}"), prefix=prefix)
                     continue
                 buf = wire.read_file_buffer(path)
