@@ -429,9 +429,10 @@ class Scheduler:
         now = self.suite_now(node)
         d = now.date()
         T = self._tstate
-        if (days or dates) and not (any(T.day_is_free(a, d) for a in days)
-                                    or any(a.free or cal.date_matches(a, d) for a in dates)):
-            return False
+        day_free = any(T.day_is_free(a, d) for a in days)
+        date_free = any(a.free or cal.date_matches(a, d) for a in dates)
+        if (days and not day_free) or (dates and not date_free):
+            return False        # a holding day or date; and kinds are ANDed
         if times and not any(cal.time_is_free(a, T.cur(a, now)) for a in times):
             return False
         if crons and not any(cal.cron_is_free(a, T.cur(a, now), d) for a in crons):

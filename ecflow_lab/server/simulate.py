@@ -248,6 +248,8 @@ def run(defs: Any, days: float | None = None, start: _dt.datetime | None = None,
         for _ in range(100000):
             sch.traverse()
             if not sch.sim_submitted:
+                if sch.need_traversal:      # a complete expression / repeat changed the tree: look again
+                    continue
                 break
             batch, sch.sim_submitted = sch.sim_submitted, []
             for task in batch:

@@ -185,4 +185,121 @@ endsuite
     today +00:20
 endsuite
 """,
+"repeat_date_with_day": """suite s
+  clock real 6.5.2024
+  family f
+    repeat date YMD 20240506 20240519
+    task t
+      day wednesday
+    task u
+  endfamily
+endsuite
+""",
+"repeat_with_cron_child": """suite s
+  clock real 6.5.2024
+  family f
+    repeat integer I 1 3
+    family g
+      task t
+        cron 10:00 12:00 01:00
+      task stop
+    endfamily
+    complete g/stop == complete
+  endfamily
+endsuite
+""",
+"defstatus_in_repeat": """suite s
+  clock real 1.1.2020
+  family f
+    repeat integer I 1 3
+    task t
+    task skip
+      defstatus complete
+  endfamily
+endsuite
+""",
+"limit_time_series": """suite s
+  clock real 6.5.2024
+  limit l 1
+  inlimit l
+  task a
+    time 10:00 11:00 00:15
+  task b
+    time 10:00 11:00 00:15
+endsuite
+""",
+"event_trigger_series": """suite s
+  clock real 6.5.2024
+  task a
+    event e
+    time 06:00 18:00 03:00
+  task b
+    trigger a:e
+endsuite
+""",
+"multi_cron": """suite s
+  clock real 6.5.2024
+  endclock 20.5.2024
+  task t
+    cron -w 1 06:00
+    cron -w 5 18:00
+endsuite
+""",
+"date_past_exact": """suite s
+  clock real 6.5.2024
+  task t
+    date 1.5.2024
+  task u
+    date 6.5.2024
+endsuite
+""",
+"today_family_series": """suite s
+  clock real 6.5.2024 +07:10
+  family f
+    today 07:00 09:00 00:30
+    task t
+  endfamily
+endsuite
+""",
+"complete_with_time": """suite s
+  clock real 6.5.2024
+  task a
+  task b
+    time 10:00 12:00 01:00
+    complete a == complete
+  task c
+    trigger b == complete
+endsuite
+""",
+"day_and_date": """suite s
+  clock real 6.5.2024
+  task t
+    day friday
+    date 10.5.2024
+  task u
+    day saturday
+    date 10.5.2024
+endsuite
+""",
+"repeat_enum_time_series": """suite s
+  clock real 6.5.2024
+  family f
+    repeat enumerated E a b
+    task t
+      time 08:00 10:00 01:00
+  endfamily
+endsuite
+""",
+"autocancel_suite": """suite s
+  clock real 6.5.2024
+  autocancel +01:00
+  task t
+    time 10:00
+endsuite
+suite k
+  clock real 6.5.2024
+  task t
+    time 11:00
+endsuite
+""",
 }
