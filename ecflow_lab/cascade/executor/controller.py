@@ -32,6 +32,7 @@ MIN_INFLIGHT = 2
 AGENT_TIMEOUT_S = 10.0
 FOLLOW_MAX_INPUTS = 16  # speculative (fused) dispatch only checks consumers with this few inputs
 UNKNOWN_SIZE = 1 << 20
+NO_WORKERS_TIMEOUT_S = 30.0
 MAX_KILLS = 3  # a task on a worker that dies this many times fails the run (like Dask's KilledWorker)
 
 
@@ -231,6 +232,7 @@ class Controller(threading.Thread):
         self.running = True
         self.auth_failures = 0
         self.lost_workers: list[str] = []
+        self._no_workers_since: float | None = None
 
     # -- thread-safe API ------------------------------------------------------------------------------
     def _call(self, cmd: tuple) -> None:
@@ -278,26 +280,33 @@ class Controller(threading.Thread):
                     while self._wake_r.poll(0):
                         self._wake_r.recv()
                 self._commands()
-                if self.sock in events:
-                    n = 0
-                    while n < 5000 and self.sock.poll(0):
-                        n += 1
-                        try:
-                            prefix, msg, bufs = wire.recv(self.sock, self.key, n_prefix=1)
-                        except wire.AuthError:
-                            self.auth_failures += 1
-                            continue
-                        except Exception:  # noqa: BLE001 - undecodable message from an authenticated peer
-                            continue
-                        self._handle(prefix[0], msg)
-                for job in list(self.jobs.values()):
-                    if job.heap:
-                        self._schedule(job)
-                self._flush()
-                now = time.monotonic()
-                if now - last_check > 1.0:
-                    last_check = now
-                    self._check_agents(now)
+                try:
+                    if self.sock in events:
+                        n = 0
+                        while n < 5000 and self.sock.poll(0):
+                            n += 1
+                            try:
+                                prefix, msg, bufs = wire.recv(self.sock, self.key, n_prefix=1)
+                            except wire.AuthError:
+                                self.auth_failures += 1
+                                continue
+                            except Exception:  # noqa: BLE001 - undecodable message from an authenticated peer
+                                continue
+                            self._handle(prefix[0], msg)
+                    for job in list(self.jobs.values()):
+                        if job.heap:
+                            self._schedule(job)
+                    self._flush()
+                    now = time.monotonic()
+                    if now - last_check > 1.0:
+                        last_check = now
+                        self._check_agents(now)
+                except Exception as exc:  # noqa: BLE001 - never leave callers waiting on a dead thread
+                    import traceback
+
+                    err = RuntimeError(f"internal error in the cascade controller: {exc!r}\n{traceback.format_exc()}")
+                    for job in list(self.jobs.values()):
+                        self._fail_job(job, err)
         finally:
             for job in list(self.jobs.values()):
                 if not job.future.done():
@@ -385,6 +394,14 @@ class Controller(threading.Thread):
             self._worker_lost(msg[1], f"exit code {msg[2]}")
 
     def _check_agents(self, now: float) -> None:
+        if self.jobs and not self.alive_workers():
+            if self._no_workers_since is None:
+                self._no_workers_since = now
+            elif now - self._no_workers_since > NO_WORKERS_TIMEOUT_S:
+                for job in list(self.jobs.values()):
+                    self._fail_job(job, RuntimeError(f"no workers left in the cluster for {NO_WORKERS_TIMEOUT_S:.0f}s"))
+        else:
+            self._no_workers_since = None
         for host, a in list(self.agents.items()):
             if now - a.last_seen > AGENT_TIMEOUT_S:
                 del self.agents[host]
