@@ -105,6 +105,10 @@ class Scheduler:
         self._removed: list[str] = []
         self._sstate_changed = False
         self._text_cache: str | None = None
+        # per-suite caches of the state-form text: plain, gzip member, and the text it was loaded from
+        self._suite_cache: dict[str, str] = {}
+        self._suite_gz: dict[str, bytes] = {}
+        self._suite_src: dict[str, bytes] = {}
         self.submitted_jobs = 0
         self.child_cmds = 0
         self.user_cmds = 0
@@ -112,10 +116,24 @@ class Scheduler:
         M.set_server_state(self.defs, self.server_state)
 
     # ================================================================== change tracking
-    def _touch(self, node: Any, key: str | None = None, value: Any = None) -> None:
+    def _invalidate(self, p: str | None) -> None:
+        """Drop cached text of the suite holding path ``p`` (all suites when None)."""
         self._text_cache = None
         self.dirty_since_checkpoint = True
-        rec = self._chg.setdefault(M.path(node), {})
+        if p is None:
+            self._suite_cache.clear()
+            self._suite_src.clear()
+            self._suite_gz.clear()
+            return
+        name = p.split("/", 2)[1] if p.startswith("/") else p
+        self._suite_cache.pop(name, None)
+        self._suite_src.pop(name, None)
+        self._suite_gz.pop(name, None)
+
+    def _touch(self, node: Any, key: str | None = None, value: Any = None) -> None:
+        p = M.path(node)
+        self._invalidate(p)
+        rec = self._chg.setdefault(p, {})
         if key is not None:
             if key in ("events", "meters", "labels", "variables", "limits"):
                 rec.setdefault(key, {}).update(value)
@@ -123,8 +141,10 @@ class Scheduler:
                 rec[key] = value
 
     def _structure_changed(self, added: list[str] = (), removed: list[str] = ()) -> None:
-        self._text_cache = None
-        self.dirty_since_checkpoint = True
+        if not added and not removed:
+            self._invalidate(None)
+        for p in list(added) + list(removed):
+            self._invalidate(p)
         self._added.extend(added)
         self._removed.extend(removed)
         self.need_traversal = True
@@ -581,7 +601,8 @@ class Scheduler:
     def _touch_limit(self, lim: Any, owner: Any = None) -> None:
         if owner is not None:
             self._touch(owner, "limits", {lim.name: {"value": lim.value, "paths": list(lim.paths or ())}})
-        self._text_cache = None
+        else:
+            self._invalidate(None)
         self.dirty_since_checkpoint = True
         self.need_traversal = True
 
@@ -967,9 +988,9 @@ class Scheduler:
             c = self.calendar(s)
             now, raw = c.now(), c.raw_now()
             prev = self._cal_last.get(M.name(s))
-            if prev is not None and now <= prev:
+            if prev is not None and raw <= prev:
                 continue
-            self._cal_last[M.name(s)] = now
+            self._cal_last[M.name(s)] = raw
             moved = True
             day_changed = prev is not None and raw.date() != prev.date()   # also under a hybrid clock
             prev_min = cal.minutes_of(prev) if prev is not None and not day_changed else None
