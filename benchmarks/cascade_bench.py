@@ -156,6 +156,53 @@ def run_ekw(shape: str, n: int, workers: int) -> float | None:
     return float(m.group(1)) if m else float("nan")
 
 
+# The anchor script has no hand-off shape; this is the same two-task job in earthkit-workflows' own builders.
+EKW_HANDOFF = """
+import sys, time
+import numpy as np
+from cascade.low.builders import JobBuilder, TaskBuilder
+from cascade.low.core import JobInstanceRich
+from cascade.deployment.logging import LoggingConfig
+from cascade.main import run_locally
+
+def make_big(nbytes: int) -> np.ndarray:
+    return np.ones(nbytes // 8, dtype=np.float64)
+
+def consume(a: np.ndarray) -> float:
+    return float(a[:: 1 << 16].sum()) + a.nbytes
+
+if __name__ == "__main__":
+    n, workers = int(sys.argv[1]), int(sys.argv[2])
+    b = (JobBuilder().with_node("p", TaskBuilder.from_callable(make_big).with_values(nbytes=n))
+         .with_node("c", TaskBuilder.from_callable(consume)).with_edge("p", "c", "a").with_output("c"))
+    ji = b.build().get_or_raise()
+    t0 = time.perf_counter()
+    out = run_locally(JobInstanceRich(jobInstance=ji, checkpointSpec=None), hosts=1, workers=workers,
+                      portBase=13000, loggingConfigSer=LoggingConfig(disable=True).ser_cliparam())
+    print(f"  run_locally wall={time.perf_counter()-t0:.2f}s outputs={len(out)} sample={list(out.values())[:1]}")
+"""
+
+
+def run_ekw_handoff(nbytes: int, workers: int) -> float | None:
+    import tempfile
+
+    py = EKW_VENV / "bin" / "python"
+    if not py.exists():
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        script = Path(d) / "ekw_handoff.py"
+        script.write_text(EKW_HANDOFF)
+        env = dict(os.environ, PATH=f"{EKW_VENV / 'bin'}:{os.environ['PATH']}")
+        env.pop("PYTHONPATH", None)
+        try:
+            out = subprocess.run([str(py), str(script), str(nbytes), str(workers)], capture_output=True, text=True,
+                                 env=env, timeout=600, cwd=d).stdout  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return float("nan")
+    m = re.search(r"run_locally wall=([\d.]+)s", out)
+    return float(m.group(1)) if m else float("nan")
+
+
 def memcpy_bandwidth(nbytes: int) -> tuple[float, float]:
     src = np.ones(nbytes // 8)
     best_fresh = best_warm = float("inf")
@@ -241,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
             with LocalCluster(workers=W) as c2:
                 c2.run(graph)
             cold[name] = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        with LocalCluster(workers=W) as c2:
+            c2.run(g_handoff(handoff_bytes, [w["id"] for w in c2.workers]))
+        cold["handoff_1GB"] = time.perf_counter() - t1
 
     # dask
     if not a.no_dask:
@@ -275,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         ekw_state = "earthkit-workflows 0.19.1"
         for name, shape in shapes.items():
             ekw[name] = run_ekw(shape, sizes[name], W)
+        ekw["handoff_1GB"] = run_ekw_handoff(handoff_bytes, W)
 
     # report
     print(f"earthkit-workflows: {ekw_state}")

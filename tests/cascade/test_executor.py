@@ -358,3 +358,14 @@ def test_unpicklable_output_needed_elsewhere_fails_cleanly(cluster):
     c = g2.add_task(lambda lk: lk.acquire(blocking=False), b)
     g2.set_outputs([c])
     assert cluster.run(g2)[c] is True
+
+
+def test_memory_requirement_is_checked_against_worker_memory(cluster):
+    per_worker = cluster.workers[0]["memory_mb"]
+    assert per_worker > 0
+    g = Graph()
+    ok = g.add_task(one, requirements=Requirements(memory_mb=per_worker // 2))
+    assert cluster.run(g)[ok] == 1
+    g.add_task(one, name="hog", requirements=Requirements(memory_mb=per_worker * 4))
+    with pytest.raises(GraphError, match="hog"):
+        cluster.run(g)

@@ -132,7 +132,8 @@ class Cluster:
 class LocalCluster(Cluster):
     """Controller in this process, ``hosts`` host agents (normally 1) each with ``workers`` worker
     processes on this machine. ``gpus``: number of GPU workers, a list of GPU ids, or ``"auto"``; GPU
-    worker *i* sees only its GPU through ``CUDA_VISIBLE_DEVICES``."""
+    worker *i* sees only its GPU through ``CUDA_VISIBLE_DEVICES``. ``memory_mb`` per worker defaults to
+    this machine's memory shared by the workers; tasks asking for more are refused up front."""
 
     def __init__(
         self,
@@ -140,7 +141,7 @@ class LocalCluster(Cluster):
         gpus: int | list[int | str] | str | None = None,
         hosts: int = 1,
         cpus_per_worker: int = 1,
-        memory_mb: int = 0,
+        memory_mb: int | None = None,
         restart: bool = True,
         start_timeout: float = 60.0,
     ) -> None:
@@ -156,6 +157,10 @@ class LocalCluster(Cluster):
         else:
             gpu_ids = [str(g) for g in gpus]
         self.gpu_ids = gpu_ids
+        if memory_mb is None:
+            import psutil
+
+            memory_mb = int(psutil.virtual_memory().total // max(1, workers * hosts) // 2**20)
         self.agents: list[subprocess.Popen] = []
         env = dict(os.environ)
         env[wire.SECRET_ENV] = self.secret.hex()
