@@ -198,6 +198,24 @@ class TransferClient:
             path.unlink()
         return int(result["id"])
 
+    def _check_push_alive(self, reply: dict[str, Any]) -> None:
+        """The mover stopped taking data or answering: has the master given up on this push?"""
+        f = self.status(reply["id"], history=0)["data_file"]
+        if f["deleted"] or f["status"] == "failed":
+            raise TransferError(f"push failed: {f['error'] or 'data file removed'} (DataFileId={reply['id']})")
+
+    def _send_data(self, sock: zmq.Socket, reply: dict[str, Any], data: Any, track: bool,
+                   frames: list[Any] | None = None) -> Any:
+        deadline = time.monotonic() + max(self.timeout, 60)
+        while True:
+            try:
+                return sock.send_multipart(frames or [b"D", data], copy=False, track=track)
+            except zmq.Again:
+                self._check_push_alive(reply)
+                if time.monotonic() > deadline:
+                    raise TransferError(f"data mover {reply.get('mover_name')} stopped taking data "
+                                        f"(DataFileId={reply['id']} not confirmed)") from None
+
     def _handoff(self, reply: dict[str, Any], stream: BinaryIO, size: int, fd_path: str) -> dict[str, Any]:
         """Same host: pass the open file to the mover over a Unix socket; it copies in the kernel and
         checksums the stored bytes. The mover can read only this file, which we opened ourselves."""
@@ -236,6 +254,7 @@ class TransferClient:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 4)
         sock.setsockopt(zmq.SNDBUF, 4 << 20)
+        sock.setsockopt(zmq.SNDTIMEO, 2000)
         ipc = reply.get("mover_ipc") or ""
         if ipc and reply.get("mover_host") == socket.gethostname() and os.path.exists(ipc[len("ipc://"):]):
             sock.connect(ipc)  # same host: a Unix socket costs far less CPU than loopback TCP
@@ -244,8 +263,9 @@ class TransferClient:
         hasher = Checksum(reply.get("checksum") or "sha256") if verify else None
         pool = ThreadPoolExecutor(1, thread_name_prefix="ecpds-hash")
         try:
-            sock.send(encode({"op": "begin", "id": reply["id"], "size": size, "token": reply["token"],
-                              "store_path": reply["store_path"], "algo": reply.get("checksum") or "sha256"}))
+            self._send_data(sock, reply, None, False, [encode({
+                "op": "begin", "id": reply["id"], "size": size, "token": reply["token"],
+                "store_path": reply["store_path"], "algo": reply.get("checksum") or "sha256"})])
             sent, pending = 0, None
             readinto = getattr(stream, "readinto", None)
             # a ring of reused buffers: zmq sends them without copying; a tracker says when one is free again
@@ -269,7 +289,7 @@ class TransferClient:
                     if pending is not None:
                         pending.result()
                     pending = pool.submit(hasher.update, data)
-                tracker = sock.send_multipart([b"D", data], copy=False, track=readinto is not None)
+                tracker = self._send_data(sock, reply, data, readinto is not None)
                 if readinto is not None:
                     ring[slot] = (buf, tracker)
                     slot = (slot + 1) % 8
@@ -283,10 +303,14 @@ class TransferClient:
                 pending.result()
             if sent != size:
                 raise TransferError(f"source changed while sending: read {sent} bytes, expected {size}")
-            sock.send(encode({"op": "end", "checksum": hasher.hexdigest() if hasher else None}))
-            if not sock.poll(int(max(self.timeout, 60) * 1000)):
-                raise TransferError(f"no acknowledgement from data mover {reply.get('mover_name')} "
-                                    f"(DataFileId={reply['id']} not confirmed)")
+            self._send_data(sock, reply, None, False,
+                            [encode({"op": "end", "checksum": hasher.hexdigest() if hasher else None})])
+            deadline = time.monotonic() + max(self.timeout, 60) + size / 50e6
+            while not sock.poll(2000):
+                self._check_push_alive(reply)  # the mover may have died: the master then fails the push
+                if time.monotonic() > deadline:
+                    raise TransferError(f"no acknowledgement from data mover {reply.get('mover_name')} "
+                                        f"(DataFileId={reply['id']} not confirmed)")
             result = decode(sock.recv())
             if not result.get("ok"):
                 raise TransferError(result.get("error") or "push failed")

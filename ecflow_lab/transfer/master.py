@@ -441,6 +441,10 @@ class Master:
                 del self.movers[name]
                 for key in list(m.jobs):
                     self._interrupt(key, f"mover {name} lost")
+                for (dfid,) in self.db.execute("SELECT id FROM data_files WHERE status='arriving' AND deleted=0 "
+                                               "AND fetch_mover=?", (name,)).fetchall():
+                    self._mover_upload_failed(b"", {"id": dfid, "name": name,
+                                                    "error": f"data mover {name} lost during the push"})
 
     def _timeout_retrievals(self) -> None:
         """A retrieval running longer than ``retrieval_timeout`` (ecpds -scheduler -timeout) is cut off."""
@@ -776,7 +780,9 @@ class Master:
                 self._abandon(ids[0], "no data mover available")
                 raise TransferError("no data mover available to receive the file")
             rel = store_rel_path(ids[0])
-            reply.update(mover=m.data_addr, mover_ipc=m.data_ipc, mover_fd=m.data_fd, mover_host=m.host, mover_name=m.name, store_path=rel, checksum=self.checksum,
+            self.db.execute("UPDATE data_files SET fetch_mover=? WHERE id=?", (m.name, ids[0]))
+            reply.update(mover=m.data_addr, mover_ipc=m.data_ipc, mover_fd=m.data_fd, mover_host=m.host,
+                         mover_name=m.name, store_path=rel, checksum=self.checksum,
                          token=upload_token(self.secret, ids[0], int(files[0]["size"]), rel))
         return reply
 

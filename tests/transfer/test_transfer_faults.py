@@ -136,3 +136,39 @@ def test_unreachable_master_is_a_clear_error(tmp_path: Path):
     r = subprocess.run([sys.executable, "-m", "ecflow_lab", "ecpds", "-destination", "d", "-source", sys.executable,
                         "-connectTimeoutSec", "1"], capture_output=True, env=env, timeout=60)
     assert r.returncode == 255 and "no answer from the transfer master" in r.stderr.decode()
+
+
+def test_mover_killed_during_a_streamed_push_fails_it_clearly(service, client, outdir, tmp_path):
+    from ecflow_lab.transfer import TransferError
+
+    client.add_destination("arch", f"file://{outdir}")
+    src = tmp_path / "stream.bin"
+    src.write_bytes(os.urandom(40 * 1024 * 1024))
+    killed = []
+
+    def slow_progress(sent: int, total: int) -> None:
+        if not killed:  # first chunk is on its way: kill the mover receiving it
+            with TransferClient(service.address, timeout=10) as c:
+                rows = c.transfers(destination="arch", status="Arriving")
+                dfid = rows[0]["data_file"]
+                mover = c.status(dfid)["data_file"]["fetch_mover"]
+            proc = service.movers[int(mover.removeprefix("mover")) - 1]
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            killed.append(dfid)
+        time.sleep(0.2)
+
+    with TransferClient(service.address, timeout=10, local_handoff=False) as c:
+        t0 = time.monotonic()
+        try:
+            c.push(src, "arch", progress=slow_progress)
+        except TransferError as exc:
+            message = str(exc)
+        else:  # pragma: no cover
+            raise AssertionError("push to a killed mover succeeded")
+    assert time.monotonic() - t0 < 30
+    assert "lost during the push" in message and f"DataFileId={killed[0]}" in message
+    st = client.status(killed[0])
+    assert st["data_file"]["deleted"] == 1 and st["transfers"][0]["status"] == "Failed"
+    # the surviving mover takes the next push
+    assert client.wait(client.push(src, "arch", "again.bin"), timeout=60)["transfers"][0]["status"] == "Done"
