@@ -994,19 +994,46 @@ class Scheduler:
             moved = True
             day_changed = prev is not None and raw.date() != prev.date()   # also under a hybrid clock
             prev_min = cal.minutes_of(prev) if prev is not None and not day_changed else None
-            self._cal_changed(s, now, prev_min, day_changed, False)
+            holding: set[int] = set()
+            for n, chain in self._time_index(s):
+                if any(id(a) in holding for a in chain):
+                    continue          # a parent's day/date holds: its children's times are not freed
+                if M.has_time(n) and self._cal_changed_attrs(n, now, prev_min, day_changed):
+                    holding.add(id(n))
+                late = getattr(n, "late", None)
+                if late is not None and M.is_task(n):
+                    self._check_late(n, late, now)
             self._auto_cancel_archive(s, now)
         return moved
 
-    def _cal_changed(self, node: Any, now: _dt.datetime, prev_min: int | None, day_changed: bool,
-                     holding_parent: bool) -> None:
-        if not holding_parent and M.has_time(node):
-            holding_parent = self._cal_changed_attrs(node, now, prev_min, day_changed)
-        late = getattr(node, "late", None)
-        if late is not None and M.is_task(node):
-            self._check_late(node, late, now)
-        for k in M.children(node):
-            self._cal_changed(k, now, prev_min, day_changed, holding_parent)
+    #: the time index may be reused while the tree keeps its shape (the simulator: nothing alters it)
+    reuse_time_index = False
+
+    def _time_index(self, suite: Any) -> list[tuple[Any, tuple[Any, ...]]]:
+        """``(node, ancestors with day/date)`` for the suite's nodes with time, late or auto attributes,
+        in tree order; rebuilt on every call in the server (``alter`` may add attributes), cached by the
+        tree's structure version in the simulator."""
+        from ecflow_lab.defs import nodes as _nodes
+
+        key = _nodes.structure_version[0]
+        caches = self.__dict__.setdefault("_tindex", {})
+        cache = caches.get(id(suite))
+        if self.reuse_time_index and cache is not None and cache[0] == key and cache[2] is suite:
+            return cache[1]
+        out: list[tuple[Any, tuple[Any, ...]]] = []
+
+        def rec(n: Any, chain: tuple[Any, ...]) -> None:
+            if M.has_time(n) or getattr(n, "late", None) is not None or getattr(n, "autocancel", None) \
+                    is not None or getattr(n, "autoarchive", None) is not None:
+                out.append((n, chain))
+            if M.days(n) or M.dates(n):
+                chain = chain + (n,)
+            for k in M.children(n):
+                rec(k, chain)
+
+        rec(suite, ())
+        caches[id(suite)] = (key, out, suite)
+        return out
 
     def _latch(self, node: Any, attr: Any, kind: str, now: _dt.datetime, prev_min: int | None,
                day_changed: bool) -> None:
@@ -1232,7 +1259,7 @@ class Scheduler:
             now = self.calendar(s).now()
             cand = [_dt.datetime.combine(now.date() + _dt.timedelta(days=1), _dt.time())]
             m = cal.minutes_of(now)
-            for n in M.walk(s):
+            for n, _ in self._time_index(s):
                 for a in M.time_attrs(n) + M.crons(n):
                     if cal.is_relative(a):
                         start = T.rel_start.get(id(a))
@@ -1314,7 +1341,7 @@ class Scheduler:
         T = self._tstate
         cancel: list[Any] = []
         archive: list[Any] = []
-        for n in M.walk(suite):
+        for n, _ in self._time_index(suite):
             ac, aa = getattr(n, "autocancel", None), getattr(n, "autoarchive", None)
             if ac is None and aa is None:
                 continue

@@ -78,6 +78,8 @@ class SimulationResult:
 class SimScheduler(Scheduler):
     """The server's Scheduler with job submission replaced by virtual jobs (no scripts, no processes)."""
 
+    reuse_time_index = True
+
     def __init__(self, defs: Any, clock: cal.FakeClock, home: str) -> None:
         super().__init__(defs, clock=clock, home=home)
         self.clock_obj = clock
