@@ -685,6 +685,8 @@ class TimeSeries(_Attr):
                 raise ValueError(f"time series: finish {self.finish} is before start {self.start}")
             if self.incr.minutes() == 0:
                 raise ValueError("time series: increment must not be 00:00")
+            if self.incr.minutes() > self.finish.minutes() - self.start.minutes():
+                raise ValueError(f"time series: increment {self.incr} is longer than {self.start}..{self.finish}")
         self.relative = bool(relative)
 
     def slots(self) -> list[TimeSlot]:
@@ -895,28 +897,35 @@ class Cron(_Attr):
         """Parse the words after ``cron``; raises ValueError with what was expected."""
         toks = list(tokens)
         opts: dict[str, str] = {}
+        rest: list[str] = []
         i = 0
-        while i < len(toks) and toks[i] in ("-w", "-d", "-m"):
-            flag = toks[i]
-            i += 1
-            buf = []
-            # lists may contain spaces: '-w 0 , 1, 2'
-            while i < len(toks) and (not buf or buf[-1].endswith(",") or toks[i].startswith(",")) \
-                    and toks[i] not in ("-w", "-d", "-m"):
-                buf.append(toks[i])
+        while i < len(toks):
+            t = toks[i]
+            if t in ("-w", "-d", "-m"):
                 i += 1
-                if ":" in buf[-1]:
-                    raise ValueError(f"cron {flag}: expected a list, got {buf[-1]!r}")
-            if not buf:
-                raise ValueError(f"cron {flag}: expected a comma separated list")
-            opts[flag] = "".join(buf)
-        rest = toks[i:]
+                buf: list[str] = []
+                # lists may contain spaces: '-w 0 , 1, 2'
+                while i < len(toks) and (not buf or buf[-1].endswith(",") or toks[i].startswith(",")) \
+                        and toks[i] not in ("-w", "-d", "-m") and ":" not in toks[i]:
+                    buf.append(toks[i])
+                    i += 1
+                if not buf:
+                    raise ValueError(f"cron {t}: expected a comma separated list")
+                opts[t] = "".join(buf)
+                continue
+            if ":" in t or rest:
+                rest.append(t)
+                if len(rest) == 3:
+                    break  # ecFlow ignores what follows a complete start/finish/increment series
+            i += 1  # ecFlow ignores other words before the time
+        if len(rest) == 2:
+            raise ValueError(f"cron: expected [+]HH:MM or [+]HH:MM HH:MM HH:MM, got {' '.join(rest)!r}")
         if len(rest) not in (1, 3):
             raise ValueError(f"cron: expected [+]HH:MM or [+]HH:MM HH:MM HH:MM, got {' '.join(rest)!r}")
         w, wl, _ = _int_list(opts.get("-w", ""), "cron -w", 0, 6, allow_last=True)
         d, _, dlast = _int_list(opts.get("-d", ""), "cron -d", 1, 31, allow_last=True)
         m, _, _ = _int_list(opts.get("-m", ""), "cron -m", 1, 12)
-        if "-w" in opts and "L" in opts["-w"].replace("L", "L") and opts["-w"].strip() == "L":
+        if "L" in opts.get("-w", "").split(","):
             raise ValueError("cron -w: L needs a day number")
         return cls(TimeSeries(" ".join(rest)), w, d, m, wl, dlast)
 

@@ -220,7 +220,8 @@ def _split_valued(text: str) -> tuple[str, str | None, str | None]:
                 after = val[k + 1:].lstrip()
                 return text[:pos + k + 1], after[1:], None
         return text, None, None
-    cut = [k for k in (val.find("#"), val.find(";")) if k >= 0]
+    # unquoted: a label runs to the comment (ecFlow keeps ';' in labels), an edit also stops at ';'
+    cut = [k for k in (val.find("#"), -1 if parts[0] == "label" else val.find(";")) if k >= 0]
     if not cut:
         return text, None, None
     k = min(cut)
@@ -340,6 +341,8 @@ class _Parser:
             self.stmt = line
             fn = h.get(kw)
             if fn is None:
+                if self._ignorable():
+                    continue
                 raise self.unknown(kw)
             if kw not in raw_kw and ("'" in line or '"' in line):
                 words = _words(line)
@@ -356,6 +359,8 @@ class _Parser:
         self.comment = comment
         fn = self.h.get(words[0])
         if fn is None:
+            if self._ignorable():
+                return
             raise self.unknown(words[0])
         fn(words, stmt)
 
@@ -373,6 +378,10 @@ class _Parser:
             if rest is None:
                 return
             text = rest
+
+    def _ignorable(self) -> bool:
+        """ecFlow ignores unknown keywords inside an alias and, in state files, outside suites."""
+        return isinstance(self.node, Alias) or (self.state_form and self.node is None and not self.stack)
 
     def unknown(self, word: str) -> DefsSyntaxError:
         where = f" in {self.node.kind} {self.node.get_abs_node_path()}" if self.node is not None else ""
@@ -473,8 +482,7 @@ class _Parser:
             top = self.stack[-1]
             raise self.expect("'endfamily'" if isinstance(top, Family) else "'endsuite'", "suite")
         name = self.name(words, 1, "suite")
-        self.no_more(words, 2)
-        s = Suite._make(name)
+        s = Suite._make(name)  # words after the name are ignored, as ecFlow does
         if name in self.defs._index:
             raise self.error(f"duplicate suite {name!r}", got=name)
         self.defs.add_suite(s)
@@ -486,8 +494,7 @@ class _Parser:
     def k_family(self, words: list[str], stmt: str) -> None:
         if not self.stack:
             raise self.error("'family' outside of a suite", got="family", expected="'suite'")
-        name = self.name(words, 1, "family")
-        self.no_more(words, 2)
+        name = self.name(words, 1, "family")  # words after the name are ignored, as ecFlow does
         c = self.stack[-1]
         if c.find_child(name) is not None:
             raise self.error(f"duplicate node {name!r} in {c.get_abs_node_path()}", got=name)
@@ -505,10 +512,8 @@ class _Parser:
         stack = self.stack
         if not stack:
             raise self.error("'task' outside of a suite", got="task", expected="'suite'")
-        if len(words) != 2:
-            if len(words) < 2:
-                raise self.expect("a task name", "")
-            self.no_more(words, 2)
+        if len(words) < 2:  # words after the name are ignored, as ecFlow does
+            raise self.expect("a task name", "")
         name = words[1]
         if name not in _GOOD_NAMES and not _good_name(name):
             self.name(words, 1, "task")
@@ -558,17 +563,24 @@ class _Parser:
         self.node_state(a)
 
     def k_endalias(self, words: list[str], stmt: str) -> None:
-        if not isinstance(self.node, Alias):
+        if isinstance(self.node, Alias):
+            self.node = self.task_of_alias
+        elif not isinstance(self.node, Task) and not self._ignorable():  # ecFlow ignores these
             raise self.error("'endalias' without an alias", got="endalias")
-        self.node = self.task_of_alias
 
     def k_extern(self, words: list[str], stmt: str) -> None:
+        if self.stack or self.node is not None:
+            raise self.error("'extern' is only allowed at the top of the file, outside suites", got="extern",
+                             expected="a definition keyword of " + (self.node.kind if self.node else "the suite"))
         if len(words) < 2:
             raise self.expect("a path after 'extern'", "")
-        self.no_more(words, 2)
         self.defs.add_extern(words[1])
 
     def k_defs_state(self, words: list[str], stmt: str) -> None:
+        if self.stack or self.node is not None or self.defs.suites:
+            raise self.error("'defs_state' must come before the first suite", got="defs_state")
+        if len(words) < 2:
+            raise self.expect("'defs_state STATE|MIGRATE|DEFS ...'", "defs_state")
         self.state_form = True
         for item in words[1:]:
             key, sep, val = item.partition(":")
@@ -593,6 +605,8 @@ class _Parser:
         n = self.node
         if not isinstance(n, Suite):
             raise self.error("'calendar' is only allowed on a suite", got="calendar")
+        if len(words) < 2:
+            raise self.expect("'calendar key:value ...'", "calendar")
         # values may hold spaces ('initTime:2026-Nov-22 03:56:07'): keys are words starting with a letter
         body = stmt.split(None, 1)[1] if len(stmt.split(None, 1)) > 1 else ""
         cal = {m.group(1): m.group(2).strip() for m in _CAL_ITEM.finditer(body)}
@@ -659,15 +673,9 @@ class _Parser:
                 raise self.expect(f"an expression after '{keyword} {words[1]}'", "")
             join = "and" if words[1] == "-a" else "or"
             if cur is None:
-                cur = cls.__new__(cls)
-                Trigger.__init__(cur, "")
-                cur.add_part(part, join)
-                if keyword == "trigger":
-                    node.trigger = cur
-                else:
-                    node.complete = cur
-            else:
-                cur.add_part(part, join)
+                raise self.error(f"'{keyword} {words[1]}' needs a '{keyword}' before it (the first expression "
+                                 f"has no -a/-o)", got=words[1], expected=f"'{keyword} EXPRESSION'")
+            cur.add_part(part, join)
             return
         if cur is not None:
             raise self.error(f"{node.get_abs_node_path()} already has a {keyword}; add parts with "
@@ -694,22 +702,21 @@ class _Parser:
     # ----------------------------------------------------------------- event / meter / label
     def k_event(self, words: list[str], stmt: str) -> None:
         node = self.target("event")
+        # event NUMBER [NAME] [set|clear] | event NAME [set|clear]; ecFlow ignores anything after that
         toks = words[1:]
-        initial = False
-        if len(toks) > 1 and toks[-1] in ("set", "clear"):
-            initial = toks.pop() == "set"
-        if not toks or len(toks) > 2:
+        if not toks:
             raise self.expect("'event [number] [name] [set|clear]'", stmt.strip())
         number: int | None = None
         name = ""
+        k = 1
         if toks[0].isdigit():
             number = int(toks[0])
-            if len(toks) == 2:
+            if len(toks) > 1 and toks[1] not in ("set", "clear"):
                 name = toks[1]
-        elif len(toks) == 1:
-            name = toks[0]
+                k = 2
         else:
-            raise self.expect("an event number before the name", toks[0])
+            name = toks[0]
+        initial = len(toks) > k and toks[k] == "set"
         if name and not _good_name(name):
             raise self.error(f"invalid event name {name!r}", got=name, expected="an event name")
         ev = Event.__new__(Event)
@@ -730,13 +737,13 @@ class _Parser:
 
     def k_meter(self, words: list[str], stmt: str) -> None:
         node = self.target("meter")
-        if len(words) not in (4, 5):
+        if len(words) < 4:  # words after the colour change are ignored, as ecFlow does
             raise self.expect("'meter NAME min max [colour_change]'", stmt.strip())
         name = self.name(words, 1, "meter")
         try:
             mn = int(words[2])
             mx = int(words[3])
-            cc = int(words[4]) if len(words) == 5 else mx
+            cc = int(words[4]) if len(words) > 4 else mx
         except ValueError:
             bad = next(w for w in words[2:] if not w.lstrip("-").isdigit())
             raise self.expect("integers 'meter NAME min max [colour_change]'", bad) from None
@@ -766,6 +773,8 @@ class _Parser:
             raise self.expect("'label NAME \"value\"'", stmt.strip())
         name = self.name(words, 1, "label")
         value = _rest(stmt, 2)
+        if not value:
+            raise self.expect(f"a value after 'label {name}' (\"\" for empty)", "")
         if value and value[0] in "'\"":
             q = value[0]
             end = value.rfind(q)
@@ -790,7 +799,7 @@ class _Parser:
     # ----------------------------------------------------------------- limits
     def k_limit(self, words: list[str], stmt: str) -> None:
         node = self.target("limit")
-        if len(words) != 3:
+        if len(words) < 3:  # words after the size are ignored, as ecFlow does
             raise self.expect("'limit NAME integer'", stmt.strip())
         name = self.name(words, 1, "limit")
         lim = self.integer(words, 2, "the limit size (an integer)")
@@ -811,18 +820,18 @@ class _Parser:
                 sub = True
         if only and sub:
             raise self.error("inlimit: -n and -s can not be used together", got="-s")
-        if not toks or len(toks) > 2:
+        if not toks:
             raise self.expect("'inlimit [-n] [-s] [path:]NAME [tokens]'", stmt.strip())
         ref = toks[0]
         path, _, name = ref.rpartition(":")
         if not name or not _NAME_RE.match(name):
             raise self.error(f"invalid limit name {name!r}", got=ref, expected="[path:]limit name")
         tokens = 1
-        if len(toks) == 2:
+        if len(toks) >= 2:  # words after the tokens are ignored, as ecFlow does
             try:
                 tokens = int(toks[1])
             except ValueError:
-                raise self.expect("the number of tokens", toks[1]) from None
+                raise self.expect("the number of tokens (an integer)", toks[1]) from None
         for il in node.inlimits or ():
             if il.name == name and il.path == path:
                 raise self.error(f"duplicate inlimit {ref!r} on {node.get_abs_node_path()}", got=ref)
@@ -897,7 +906,7 @@ class _Parser:
 
     def k_date(self, words: list[str], stmt: str) -> None:
         node = self.target("date")
-        if len(words) != 2:
+        if len(words) < 2:
             raise self.expect("'date DD.MM.YYYY' (* for any)", stmt.strip())
         d = self.attr(Date, words[1])
         node._append("dates", d)
@@ -905,7 +914,7 @@ class _Parser:
 
     def k_day(self, words: list[str], stmt: str) -> None:
         node = self.target("day")
-        if len(words) != 2:
+        if len(words) < 2:
             raise self.expect("'day sunday|monday|...'", stmt.strip())
         d = self.attr(Day, words[1])
         node._append("days", d)
@@ -1003,7 +1012,7 @@ class _Parser:
 
     def k_zombie(self, words: list[str], stmt: str) -> None:
         node = self.target("zombie")
-        if len(words) != 2 or words[1].count(":") != 3:
+        if len(words) < 2 or words[1].count(":") != 3:
             raise self.expect("'zombie TYPE:ACTION:CHILD_CMDS:LIFETIME'", stmt.strip())
         z = self.attr(ZombieAttr, words[1])
         if any(x.zombie_type == z.zombie_type for x in node.zombies or ()):

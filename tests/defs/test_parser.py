@@ -68,13 +68,15 @@ def test_multi_statement_lines_comments_and_quotes() -> None:
 
 def test_trigger_continuation_and_parts() -> None:
     d = parse("suite s\n task a\n task b\n task t\n  trigger a == complete and \\\n     b == complete\n"
-              "  trigger -o a == aborted\n  complete -a b == complete\nendsuite\n")
+              "  trigger -o a == aborted\n  complete b == complete\nendsuite\n")
     t = d.find_abs_node("/s/t")
     assert t.trigger.text == "a == complete and b == complete"
     assert t.trigger.expression == "a == complete and b == complete or a == aborted"
     assert t.complete.expression == "b == complete"
     assert "trigger -o a == aborted" in str(d)
     assert parse(str(d)) == d
+    with pytest.raises(DefsSyntaxError, match="needs a 'complete' before it"):
+        parse("suite s\n task t\n  complete -a b == complete\nendsuite\n")
 
 
 def test_edit_values_forms() -> None:
