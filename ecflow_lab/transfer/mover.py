@@ -166,6 +166,8 @@ class Mover:
         self._wake_sock = ctx.socket(zmq.PUSH)
         self._wake_sock.connect(self._wake_addr)
         workers = ThreadPoolExecutor(self.threads, thread_name_prefix=f"mover-{self.name}")
+        # pushes get their own threads: a job script's push never waits behind slow deliveries
+        uploads = ThreadPoolExecutor(max(2, self.threads // 2), thread_name_prefix=f"push-{self.name}")
         poller = zmq.Poller()
         for s in (ctl, data, wake):
             poller.register(s, zmq.POLLIN)
@@ -198,7 +200,7 @@ class Mover:
                             break
                         self._on_master(ctl, data, workers, frames)
                 if self._fd_listener is not None and self._fd_listener.fileno() in events:
-                    self._accept_fd_push(workers)
+                    self._accept_fd_push(uploads)
                 if wake in events:
                     while True:
                         try:
@@ -228,6 +230,7 @@ class Mover:
             for _, ev in self._active.values():
                 ev.set()
             workers.shutdown(wait=True, cancel_futures=True)
+            uploads.shutdown(wait=True, cancel_futures=True)
             for up in list(self._uploads.values()):
                 self._abort_upload(up)
             self._pool.sweep(everything=True)

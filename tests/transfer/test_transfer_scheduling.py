@@ -223,3 +223,21 @@ def test_stopped_before_retrieval_stays_stopped(service, client, outdir, tmp_pat
     assert not (outdir / "s.dat").exists()
     assert client.requeue(dfid) == 1  # and a re-queue sends it
     assert client.wait(dfid, timeout=30)["transfers"][0]["status"] == "Done"
+
+
+def test_pushes_are_not_delayed_by_slow_deliveries(tmp_path):
+    """Every delivery thread of the only mover is busy on a throttled destination: pushes still return."""
+    with TransferService(tmp_path / "h", movers=1, mover_threads=2) as svc, svc.client(timeout=15) as c:
+        c.add_destination("slow", f"file://{tmp_path}/out", rate="200k", max_connections=2)
+        for i in range(2):
+            c.push(os.urandom(400_000), "slow", f"big{i}.bin")
+        deadline = time.monotonic() + 10
+        while sum(t["status"] == "Transferring" for t in c.transfers(destination="slow")) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        f = tmp_path / "quick.bin"
+        f.write_bytes(b"q" * 1000)
+        t0 = time.monotonic()
+        dfid = c.push(f, "slow", "quick.bin")
+        assert time.monotonic() - t0 < 1.5
+        assert c.status(dfid)["transfers"][0]["status"] == "Queued"
