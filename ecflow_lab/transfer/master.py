@@ -610,6 +610,7 @@ class Master:
         r = self.db.execute("UPDATE data_files SET fetch_failures=fetch_failures+1, error=? WHERE id=? "
                             "RETURNING fetch_failures", (err, dfid)).fetchone()
         if hdr.get("fatal") or r[0] > self.fetch_retries:
+            self.fetch_not_before.pop(dfid, None)
             self.db.execute("UPDATE data_files SET status='failed' WHERE id=?", (dfid,))
             for tid in self._file_transfers(dfid, pending_only=True):
                 self._set_status(tid, FAILED, inf.mover, f"retrieval failed: {err}", error=err)
@@ -1003,14 +1004,16 @@ class Master:
         ids = self._transfer_ids(hdr)
         n = 0
         for tid in ids:
-            t = self.db.execute("SELECT t.status, t.destination, d.id AS dfid, d.status AS fstatus FROM transfers t "
+            t = self.db.execute("SELECT t.status, t.destination, d.id AS dfid, d.status AS fstatus, d.groupby, "
+                                "d.deleted FROM transfers t "
                                 "JOIN data_files d ON d.id=t.data_file WHERE t.id=?", (tid,)).fetchone()
             if t is None:
                 raise TransferError(f"unknown transfer {tid}")
             self._check_dest_perm(user, t["destination"])
-            if t["fstatus"] == "failed" and t["status"] != ARRIVING:
-                self.db.execute("UPDATE data_files SET status='preset', fetch_failures=0 WHERE id=? AND "
-                                "source IS NOT NULL", (t["dfid"],))
+            if t["deleted"]:
+                raise TransferError(f"DataFileId={t['dfid']} was replaced, purged or its push failed: push it again")
+            if t["fstatus"] == "failed" and t["groupby"]:
+                self.db.execute("UPDATE data_files SET status='preset', fetch_failures=0 WHERE id=?", (t["dfid"],))
                 self._set_status(tid, PRESET, None, f"retrieval re-queued by {user['name']}", failures=0)
                 n += 1
                 continue

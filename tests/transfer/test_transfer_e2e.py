@@ -256,3 +256,26 @@ def test_watch_streams_status_and_progress_events(service, client, outdir, tmp_p
     assert any(0 < b < 1_500_000 for b in progress)  # live progress, not just start and end
     assert [e["seq"] for e in mine] == sorted(e["seq"] for e in mine)
     assert not [e for e in events if e.get("type") == "resync"]
+
+
+def test_failed_retrieval_requeued_after_the_source_returns(service, client, outdir, tmp_path):
+    client.add_destination("arch", f"file://{outdir}")
+    f = tmp_path / "late.dat"
+    f.write_bytes(b"late data")
+    client.scheduler("stop")
+    dfid = client.push(f, "arch", groupby="late")
+    f.rename(tmp_path / "hidden.dat")
+    client.scheduler("start")
+    deadline = time.monotonic() + 30
+    while client.status(dfid)["transfers"][0]["status"] != "Failed":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    (tmp_path / "hidden.dat").rename(f)
+    assert client.requeue(dfid) == 1
+    st = client.wait(dfid, timeout=30)
+    assert st["transfers"][0]["status"] == "Done" and (outdir / "late.dat").read_bytes() == b"late data"
+    # a data file replaced by -force cannot be re-queued: its successor can
+    newer = client.push(f, "arch", "late.dat", force=True)
+    with pytest.raises(TransferError, match="push it again"):
+        client.requeue(dfid)
+    assert client.wait(newer, timeout=30)["transfers"][0]["status"] == "Done"
