@@ -909,9 +909,7 @@ class Cron(_Attr):
                         and toks[i] not in ("-w", "-d", "-m") and ":" not in toks[i]:
                     buf.append(toks[i])
                     i += 1
-                if not buf:
-                    raise ValueError(f"cron {t}: expected a comma separated list")
-                opts[t] = "".join(buf)
+                opts[t] = "".join(buf)  # ecFlow accepts an empty list
                 continue
             if ":" in t or rest:
                 rest.append(t)

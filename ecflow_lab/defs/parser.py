@@ -329,7 +329,7 @@ class _Parser:
                 continue
             self.lineno = i
             if "#" in line or ";" in line or "\\" in line:
-                if line.rstrip().endswith("\\"):
+                if kw in ("trigger", "complete") and line.rstrip().endswith("\\"):  # only these continue
                     while line.rstrip().endswith("\\") and i < n:
                         line = line.rstrip()[:-1].rstrip() + " " + lines[i].strip()
                         i += 1
@@ -565,7 +565,7 @@ class _Parser:
     def k_endalias(self, words: list[str], stmt: str) -> None:
         if isinstance(self.node, Alias):
             self.node = self.task_of_alias
-        elif not isinstance(self.node, Task) and not self._ignorable():  # ecFlow ignores these
+        elif not self._ignorable() and not (self.state_form and isinstance(self.node, Task)):
             raise self.error("'endalias' without an alias", got="endalias")
 
     def k_extern(self, words: list[str], stmt: str) -> None:
@@ -577,8 +577,8 @@ class _Parser:
         self.defs.add_extern(words[1])
 
     def k_defs_state(self, words: list[str], stmt: str) -> None:
-        if self.stack or self.node is not None or self.defs.suites:
-            raise self.error("'defs_state' must come before the first suite", got="defs_state")
+        if self.stack or self.node is not None:
+            raise self.error("'defs_state' is only allowed outside suites", got="defs_state")
         if len(words) < 2:
             raise self.expect("'defs_state STATE|MIGRATE|DEFS ...'", "defs_state")
         self.state_form = True
@@ -637,7 +637,7 @@ class _Parser:
             else:
                 self.defs.add_variable(name, value)
             return
-        if not _good_name(name) and not isinstance(node, Alias):
+        if not _good_name(name) and not isinstance(node, Alias) and not self.state_form:
             raise self.error(f"invalid variable name {name!r}", got=name, expected="a variable name")
         var = Variable.__new__(Variable)
         var.name = _intern(name)
@@ -725,8 +725,8 @@ class _Parser:
         ev.initial = initial
         ev.value = initial
         for e in node.events or ():
-            if (name and e.name == name) or (number is not None and e.number == number and (not name or not e.name
-                                                                                          or e.name == name)):
+            # as ecFlow: named events clash by name, unnamed ones by number ('event 1' + 'event 1 x' is fine)
+            if (name and e.name == name) or (not name and not e.name and e.number == number):
                 raise self.error(f"duplicate event {ev.ident!r} on {node.get_abs_node_path()}", got=ev.ident)
         if node.events is None:
             node.events = [ev]
@@ -830,6 +830,8 @@ class _Parser:
         if len(toks) >= 2:  # words after the tokens are ignored, as ecFlow does
             try:
                 tokens = int(toks[1])
+                if not -2**31 <= tokens < 2**31:
+                    raise ValueError
             except ValueError:
                 raise self.expect("the number of tokens (an integer)", toks[1]) from None
         for il in node.inlimits or ():
@@ -854,7 +856,7 @@ class _Parser:
         args = words[2:]
         if kind == "day":
             self.no_more(words, 3)
-            r: Any = self.attr(RepeatDay, self.integer(words, 2, "the day step") if args else 1)
+            r: Any = self.attr(RepeatDay, self.integer(words, 2, "the day step (an integer)"))
         elif kind in ("integer", "date", "datetime"):
             if len(args) not in (3, 4):
                 raise self.expect(f"'repeat {kind} NAME start end [step]'", stmt.strip())
@@ -884,6 +886,8 @@ class _Parser:
     # ----------------------------------------------------------------- time dependencies
     def _series(self, words: list[str], stmt: str, kw: str) -> TimeSeries:
         args = words[1:]
+        if len(args) > 3 and all(":" in a for a in args[:3]):
+            args = args[:3]  # ecFlow ignores what follows a complete start/finish/increment series
         if len(args) not in (1, 3):
             raise self.expect(f"'{kw} [+]HH:MM' or '{kw} [+]HH:MM HH:MM HH:MM'", stmt.strip())
         ts = self.attr(TimeSeries, " ".join(args))
@@ -999,7 +1003,7 @@ class _Parser:
 
     def k_verify(self, words: list[str], stmt: str) -> None:
         node = self.target("verify")
-        if len(words) != 2 or ":" not in words[1]:
+        if len(words) < 2 or ":" not in words[1]:
             raise self.expect("'verify STATE:COUNT'", stmt.strip())
         st, _, cnt = words[1].partition(":")
         if not cnt.isdigit():
