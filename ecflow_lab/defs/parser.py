@@ -979,7 +979,7 @@ class _Parser:
 
     def k_autocancel(self, words: list[str], stmt: str) -> None:
         node = self.target("autocancel")
-        if len(words) != 2:
+        if len(words) < 2:  # words after the time are ignored, as ecFlow does
             raise self.expect("'autocancel [+]HH:MM' or 'autocancel DAYS'", stmt.strip())
         if node.autoarchive is not None or node.autocancel is not None:
             raise self.error("a node can have only one of autocancel / autoarchive", got="autocancel")
@@ -987,11 +987,11 @@ class _Parser:
 
     def k_autoarchive(self, words: list[str], stmt: str) -> None:
         node = self.target("autoarchive")
-        if len(words) not in (2, 3) or (len(words) == 3 and words[2] != "-i"):
+        if len(words) < 2:  # words other than -i after the time are ignored, as ecFlow does
             raise self.expect("'autoarchive [+]HH:MM|DAYS [-i]'", stmt.strip())
         if node.autoarchive is not None or node.autocancel is not None:
             raise self.error("a node can have only one of autocancel / autoarchive", got="autoarchive")
-        node.autoarchive = self.attr(Autoarchive, words[1], True, len(words) == 3)
+        node.autoarchive = self.attr(Autoarchive, words[1], True, len(words) > 2 and words[2] == "-i")
 
     def k_autorestore(self, words: list[str], stmt: str) -> None:
         node = self.target("autorestore")
