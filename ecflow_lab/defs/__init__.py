@@ -3,11 +3,27 @@
 Pure data and text: no sockets, no processes.  Names follow ecFlow's Python module so that existing
 scripts carry over::
 
-    from ecflow_lab.defs import Defs, Suite, Family, Task, Trigger, Edit
+    from ecflow_lab.defs import Defs, Suite, Family, Task, Trigger, Edit, Event, RepeatDate
+
+    defs = Defs("suite.def")                 # parse a file (DefsSyntaxError: file:line:col: expected ..., got ...)
+    defs = Defs.from_string(text)            # or text; checkpoints (defs_state ...) keep their runtime state
+    defs.check()                             # '' or ecFlow-like error text (unresolved references, limits, ...)
+    print(defs)                              # definition text, as ecFlow prints it
+    defs.save_as_checkpt("x.check")          # state form (atomic write); Defs("x.check") restores it
+
+    # building: ecFlow's API ...
+    s = Defs().add_suite("s"); t = s.add_family("f").add_task("t"); t.add_trigger("a == complete")
+    # ... nested constructors, += and with-blocks build the same model
     defs = Defs(Suite("s", Family("f", Task("t", Trigger("a == complete"), Edit(X=1)))))
-    defs = Defs("suite.def")            # parse a file (raises DefsSyntaxError)
-    print(defs)                          # definition text
-    defs.check()                         # '' or the error text
+    with Suite("s") as s:
+        with Family("f"):
+            Task("t", Event("go"))
+
+    # expressions: parsed lazily, compiled to closures, evaluated against the tree
+    t.trigger.evaluate(t); t.trigger.references(); t.trigger.check(t)
+
+Runtime state (node state, flags, tries, passwords, event/meter/label/repeat/limit values, time-attribute
+marks, suite calendar) lives on the model objects; see ``nodes.py`` and ``attributes.py`` docstrings.
 """
 
 from __future__ import annotations
