@@ -1295,11 +1295,13 @@ class Defs:
     def check_job_creation(self, *args: Any, **kwargs: Any) -> str:  # pragma: no cover - server territory
         raise NotImplementedError("job creation checks need the server's job generator (ecflow_lab.server)")
 
-    def save_as_defs(self, path: str) -> None:
-        """Write the definition form (what ``str(defs)`` gives)."""
+    def save_as_defs(self, path: str, style: Any = None) -> None:
+        """Write the definition form (what ``str(defs)`` gives); ``style`` 'STATE'/'MIGRATE' (or ecflow's
+        ``Style.STATE``) writes the state form instead."""
         from .writer import write_defs
 
-        _atomic_write(path, write_defs(self))
+        name = str(getattr(style, "name", style or "DEFS")).upper()
+        _atomic_write(path, write_defs(self, state=name in ("STATE", "MIGRATE")))
 
     def save_as_checkpt(self, path: str) -> None:
         """Write the checkpoint form: definition plus state in trailing comments (atomically)."""
