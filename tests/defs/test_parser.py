@@ -138,6 +138,9 @@ def test_save_as_checkpt_and_restore(tmp_path) -> None:
     assert Defs(str(p)) == d
     d.save_as_defs(str(tmp_path / "x.def"))
     assert Defs(str(tmp_path / "x.def")).find_abs_node("/s/t").state is NState.unknown
+    d.save_as_defs(str(tmp_path / "y.def"), "STATE")
+    assert Defs(str(tmp_path / "y.def")) == d
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp_")] == []  # atomic writes clean up
 
 
 def test_aliases_in_state_form_only() -> None:
