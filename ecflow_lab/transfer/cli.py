@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     m.add_argument("--checksum", default="sha256", help="sha256 (default), md5, sha1, blake2b, adler32, crc32")
     m.add_argument("--max-retrievals", type=int, default=60, help="parallel -groupby retrievals (default 60)")
-    m.add_argument("--mover-timeout", type=float, default=3.0, help="seconds without heartbeat = mover lost")
+    m.add_argument("--mover-timeout", type=float, default=5.0, help="seconds without heartbeat = mover lost")
     m.add_argument("--fetch-retries", type=int, default=3, help="retrieval retries before Failed")
     m.add_argument("--fetch-retry-delay", type=float, default=5.0, help="seconds between retrieval retries")
     m.add_argument("--store", help="data store directory (default HOME/store)")

@@ -113,7 +113,7 @@ class Master:
     """The ECPDS-like master. ``run()`` serves in the calling thread until ``stop()`` (or SIGTERM via CLI)."""
 
     def __init__(self, home: str | Path, port: int = 0, host: str = "127.0.0.1", *, checksum: str = "sha256",
-                 max_retrievals: int = 60, mover_timeout: float = 3.0, fetch_retries: int = 3,
+                 max_retrievals: int = 60, mover_timeout: float = 5.0, fetch_retries: int = 3,
                  fetch_retry_delay: float = 5.0, store: str | Path | None = None,
                  housekeeping_interval: float = 30.0) -> None:
         self.home = Path(home).resolve()

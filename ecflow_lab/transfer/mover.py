@@ -130,6 +130,8 @@ class Mover:
         self._wake_addr = f"inproc://mover-wake-{uuid.uuid4().hex}"
         self._wake_lock = threading.Lock()
         self._wake_sock: zmq.Socket | None = None
+        self._writer: queue.Queue = queue.Queue(maxsize=16)
+        self._data_paused = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -173,6 +175,9 @@ class Mover:
             poller.register(s, zmq.POLLIN)
         if self._fd_listener is not None:
             poller.register(self._fd_listener.fileno(), zmq.POLLIN)
+        writer = threading.Thread(target=self._write_loop, name=f"store-writer-{self.name}", daemon=True)
+        writer.start()
+        data_polled = True
         outbox: list[dict[str, Any]] = []
         last_hb = 0.0
         last_sweep = time.monotonic()
@@ -187,11 +192,18 @@ class Mover:
                 events = dict(poller.poll(max(1, int(1000 * (self.heartbeat - (time.monotonic() - last_hb))))))
                 if data in events:
                     for _ in range(64):
+                        if self._writer.full():
+                            break
                         try:
                             frames = data.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
                         self._on_data(data, ctl, frames)
+                # flow control: while the writer is behind, leave pushed data in the socket (back-pressure)
+                if self._writer.full() == data_polled:
+                    data_polled = not data_polled
+                    self._data_paused = not data_polled
+                    poller.modify(data, zmq.POLLIN if data_polled else 0)
                 if ctl in events:
                     while True:
                         try:
@@ -215,6 +227,14 @@ class Mover:
                     if res["op"] == "fd_stored":
                         self._waiting_ack[res["upload"]] = res.pop("conn")
                         res["op"] = "stored"
+                    elif res["op"] == "stream_stored":
+                        key = uuid.uuid4().hex
+                        self._waiting_ack[key] = res.pop("ident")
+                        self._uploads_done[key] = res["store_path"]
+                        res.update(op="stored", upload=key)
+                    elif res["op"] == "stream_failed":
+                        data.send_multipart([res.pop("ident"), encode({"ok": False, "error": res["error"]})])
+                        res["op"] = "upload_failed"
                     elif res["op"] in ("upload_failed", "checksummed"):
                         pass
                     elif res["op"] != "progress":
@@ -232,7 +252,9 @@ class Mover:
             workers.shutdown(wait=True, cancel_futures=True)
             uploads.shutdown(wait=True, cancel_futures=True)
             for up in list(self._uploads.values()):
-                self._abort_upload(up)
+                self._writer.put(("abort", up))
+            self._writer.put(None)
+            writer.join()
             self._pool.sweep(everything=True)
             for s in (ctl, data, wake, self._wake_sock):
                 s.close(0)
@@ -263,6 +285,9 @@ class Mover:
     def _report(self, msg: dict[str, Any]) -> None:
         """Called from worker threads: queue a result and wake the loop."""
         self._results.put(msg)
+        self._wake()
+
+    def _wake(self) -> None:
         with self._wake_lock:
             if self._wake_sock is not None and not self._wake_sock.closed:
                 self._wake_sock.send(b"", zmq.NOBLOCK)
@@ -421,22 +446,13 @@ class Mover:
     # ------------------------------------------------------------------------------------------ uploads
 
     def _on_data(self, data: zmq.Socket, ctl: zmq.Socket, frames: list[zmq.Frame]) -> None:
+        """Streamed pushes: the loop only enqueues; the writer thread writes and checksums."""
         ident = frames[0].bytes
         if len(frames) == 3 and frames[1].bytes == b"D":
             up = self._uploads.get(ident)
-            if up is None or up.error:
-                return
-            buf = frames[2].buffer
-            try:
-                _write_all(up.fd, buf)
-            except OSError as exc:
-                up.error = f"store write failed: {exc}"
-                return
-            if up.pending is not None:
-                up.pending.result()
-            up.pending = up.hash_pool.submit(up.hasher.update, buf)
-            up.received += len(buf)
-            up.last = time.monotonic()
+            if up is not None:
+                up.last = time.monotonic()
+                self._writer.put(("data", up, frames[2]))
             return
         try:
             msg = decode(frames[1].bytes)
@@ -447,7 +463,11 @@ class Mover:
         if op == "begin":
             self._begin_upload(data, ident, msg)
         elif op == "end":
-            self._end_upload(data, ctl, ident, msg)
+            up = self._uploads.pop(ident, None)
+            if up is None:
+                data.send_multipart([ident, encode({"ok": False, "error": "no upload in progress"})])
+            else:
+                self._writer.put(("end", up, ident, msg.get("checksum")))
         elif op == "ping":
             data.send_multipart([ident, encode({"ok": True, "name": self.name})])
         else:
@@ -456,7 +476,7 @@ class Mover:
     def _begin_upload(self, data: zmq.Socket, ident: bytes, msg: dict[str, Any]) -> None:
         old = self._uploads.pop(ident, None)
         if old:
-            self._abort_upload(old)
+            self._writer.put(("abort", old))
         try:
             dfid, size, rel = int(msg["id"]), int(msg["size"]), str(msg["store_path"])
             expect = upload_token(self.secret, dfid, size, rel)
@@ -476,50 +496,55 @@ class Mover:
         except (TransferError, KeyError, ValueError, OSError) as exc:
             data.send_multipart([ident, encode({"ok": False, "error": _err(exc)})])
 
-    def _abort_upload(self, up: Upload) -> None:
-        if up.pending is not None:
-            try:
-                up.pending.result()
-            except Exception:
-                pass
-        up.hash_pool.shutdown(wait=True)
-        try:
-            os.close(up.fd)
-        except OSError:
-            pass
-        up.tmp.unlink(missing_ok=True)
-
-    def _end_upload(self, data: zmq.Socket, ctl: zmq.Socket, ident: bytes, msg: dict[str, Any]) -> None:
-        up = self._uploads.pop(ident, None)
-        if up is None:
-            data.send_multipart([ident, encode({"ok": False, "error": "no upload in progress"})])
-            return
-        try:
-            if up.pending is not None:
-                up.pending.result()
-            up.hash_pool.shutdown(wait=True)
-            if up.error:
-                raise TransferError(up.error)
-            if up.received != up.size:
-                raise TransferError(f"received {up.received} bytes, {up.size} announced")
-            got = up.hasher.hexdigest()
-            if msg.get("checksum") and msg["checksum"] != got:
-                raise TransferError(f"checksum mismatch: client sent {msg['checksum']}, mover computed {got}")
-            if self.fsync:
-                os.fsync(up.fd)
-            os.close(up.fd)
-            up.fd = -1
-            os.replace(up.tmp, self.store / up.store_path)
-        except Exception as exc:
-            self._abort_upload(up)
-            data.send_multipart([ident, encode({"ok": False, "error": _err(exc)})])
-            self._send_master(ctl, {"op": "upload_failed", "id": up.dfid, "error": _err(exc)})
-            return
-        key = uuid.uuid4().hex
-        self._waiting_ack[key] = ident
-        self._uploads_done[key] = up.store_path
-        self._send_master(ctl, {"op": "stored", "id": up.dfid, "size": up.received, "checksum": got,
-                                "store_path": up.store_path, "store_root": str(self.store), "upload": key})
+    def _write_loop(self) -> None:
+        """Writer thread: store writes and checksums of streamed pushes, in arrival order."""
+        while True:
+            item = self._writer.get()
+            if self._data_paused:  # the loop stopped reading pushed data because we were behind
+                self._data_paused = False
+                self._wake()
+            if item is None:
+                return
+            kind, up = item[0], item[1]
+            if kind == "data":
+                if up.error:
+                    continue
+                buf = item[2].buffer
+                try:
+                    _write_all(up.fd, buf)
+                except OSError as exc:
+                    up.error = f"store write failed: {exc}"
+                    continue
+                if up.pending is not None:
+                    up.pending.result()
+                up.pending = up.hash_pool.submit(up.hasher.update, buf)
+                up.received += len(buf)
+            elif kind == "abort":
+                _discard_upload(up)
+            elif kind == "end":
+                ident, client_checksum = item[2], item[3]
+                try:
+                    if up.pending is not None:
+                        up.pending.result()
+                    up.hash_pool.shutdown(wait=True)
+                    if up.error:
+                        raise TransferError(up.error)
+                    if up.received != up.size:
+                        raise TransferError(f"received {up.received} bytes, {up.size} announced")
+                    got = up.hasher.hexdigest()
+                    if client_checksum and client_checksum != got:
+                        raise TransferError(f"checksum mismatch: client sent {client_checksum}, mover computed {got}")
+                    if self.fsync:
+                        os.fsync(up.fd)
+                    os.close(up.fd)
+                    up.fd = -1
+                    os.replace(up.tmp, self.store / up.store_path)
+                except Exception as exc:
+                    _discard_upload(up)
+                    self._report({"op": "stream_failed", "ident": ident, "id": up.dfid, "error": _err(exc)})
+                    continue
+                self._report({"op": "stream_stored", "ident": ident, "id": up.dfid, "size": up.received,
+                              "checksum": got, "store_path": up.store_path, "store_root": str(self.store)})
 
     # ------------------------------------------------------------------------------------------ same-host push
 
@@ -592,7 +617,7 @@ class Mover:
         for ident, up in list(self._uploads.items()):
             if now - up.last > self.upload_timeout:
                 del self._uploads[ident]
-                self._abort_upload(up)
+                self._writer.put(("abort", up))
                 self._send_master(ctl, {"op": "upload_failed", "id": up.dfid,
                                         "error": f"client sent nothing for {self.upload_timeout:g}s"})
 
@@ -609,6 +634,22 @@ class _ClosingBoth:
             self.f.close()
         finally:
             self.conn.close()
+
+
+def _discard_upload(up: Upload) -> None:
+    if up.pending is not None:
+        try:
+            up.pending.result()
+        except Exception:
+            pass
+    up.hash_pool.shutdown(wait=True)
+    if up.fd >= 0:
+        try:
+            os.close(up.fd)
+        except OSError:
+            pass
+        up.fd = -1
+    up.tmp.unlink(missing_ok=True)
 
 
 def _answer_fd_client(conn: socket.socket, reply: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ class TransferService:
     """A master (``home``/ecpds.db, ``home``/store) plus ``movers`` data movers, each its own process."""
 
     def __init__(self, home: str | Path, movers: int = 2, port: int | None = None, *,
-                 mover_threads: int = 8, mover_timeout: float = 3.0, heartbeat: float = 0.5,
+                 mover_threads: int = 8, mover_timeout: float = 5.0, heartbeat: float = 0.5,
                  master_args: list[str] | None = None, log_dir: str | Path | None = None) -> None:
         self.home = Path(home).resolve()
         self.home.mkdir(parents=True, exist_ok=True)
