@@ -218,9 +218,23 @@ def cron_day_ok(attr: Any, now: _dt.datetime) -> bool:
 _SLOT_CACHE: dict[tuple[int, int, int, int, int, int], list[int]] = {}
 
 
+_SLOTS_OF: dict[int, tuple[Any, list[int]]] = {}
+
+
 def slot_list(attr: Any) -> list[int]:
     """Minutes of the day of every slot of a time/today/cron attribute's series (cached)."""
     ts = attr.series
+    got = _SLOTS_OF.get(id(attr))
+    if got is not None and got[0] is ts:
+        return got[1]
+    slots = _slot_list(ts)
+    if len(_SLOTS_OF) > 200000:
+        _SLOTS_OF.clear()
+    _SLOTS_OF[id(attr)] = (ts, slots)
+    return slots
+
+
+def _slot_list(ts: Any) -> list[int]:
     fin, inc = ts.finish, ts.incr
     key = (ts.start[0], ts.start[1], fin[0] if fin else -1, fin[1] if fin else -1,
            inc[0] if inc else -1, inc[1] if inc else -1)
