@@ -16,6 +16,7 @@ Nothing received from the network is ever unpickled: JSON and text only.
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
 VERSION = 1
@@ -89,6 +90,35 @@ def decode_reply(frames: list[bytes]) -> tuple[Any, bytes | None]:
     if not head.get("ok"):
         raise RuntimeError(head.get("error", "unknown server error"))
     return head.get("result"), (frames[1] if len(frames) > 1 else None)
+
+
+_U32 = struct.Struct("!I")
+
+
+def pack_frames(frames: list[bytes]) -> bytes:
+    """Frames as one length-prefixed record for the direct TCP channel:
+    ``u32 total | u32 count | (u32 len | bytes) * count`` (big endian)."""
+    body = [_U32.pack(len(frames))]
+    for f in frames:
+        body.append(_U32.pack(len(f)))
+        body.append(f)
+    data = b"".join(body)
+    return _U32.pack(len(data)) + data
+
+
+def unpack_frames(data: bytes | memoryview) -> list[bytes]:
+    """Inverse of :func:`pack_frames` for one record body (without the total length)."""
+    view = memoryview(data)
+    (n,) = _U32.unpack_from(view, 0)
+    pos, out = 4, []
+    for _ in range(n):
+        (ln,) = _U32.unpack_from(view, pos)
+        pos += 4
+        out.append(bytes(view[pos:pos + ln]))
+        pos += ln
+    if pos != len(view):
+        raise ProtocolError("malformed record on the direct channel")
+    return out
 
 
 def encode_delta(msg: dict[str, Any]) -> bytes:

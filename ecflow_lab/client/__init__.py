@@ -57,6 +57,10 @@ class Client:
         self._ctx = zmq.Context.instance()
         self._sock: zmq.Socket | None = None
         self._lock = threading.Lock()
+        # the server's direct TCP channel (fewer thread hops than ZeroMQ); ECF_LAB_ZMQ_ONLY disables it
+        self._direct: socket.socket | None = None
+        self._direct_port: int | None = None
+        self._direct_ok = "ECF_LAB_ZMQ_ONLY" not in os.environ
         self._user = os.environ.get("ECF_USER") or _login()
         # child command context (ECF_NAME, ECF_PASS, ECF_TRYNO, ECF_RID, timeouts) from the environment
         self._child_path = os.environ.get("ECF_NAME", "")
@@ -101,6 +105,9 @@ class Client:
             if self._sock is not None:
                 self._sock.close(linger=0)
                 self._sock = None
+            if self._direct is not None:
+                self._direct.close()
+                self._direct = None
 
     def __del__(self) -> None:
         try:
@@ -127,38 +134,76 @@ class Client:
               *, child: bool = False, timeout: float | None = None) -> tuple[Any, bytes | None]:
         """One request/reply. User commands fail fast when the server is down; child commands retry
         until ECF_TIMEOUT (the server may be restarting from its checkpoint)."""
-        frames = [b""] + protocol.encode_request(cmd, args, payload, self._user)
+        body = protocol.encode_request(cmd, args, payload, self._user)
         deadline = time.monotonic() + (timeout if timeout is not None else
                                        (self._child_timeout if child else self._user_timeout))
         with self._lock:
+            if self._direct_ok:
+                out = self._direct_call(body, deadline)
+                if out is not None:
+                    return out
+            return self._zmq_call(cmd, [b""] + body, child, deadline)
+
+    def _direct_call(self, body: list[bytes], deadline: float) -> tuple[Any, bytes | None] | None:
+        """The request over the server's direct TCP channel; None when it is not available (the caller then
+        uses ZeroMQ, which also handles waiting for a restarting server)."""
+        if self._direct is None:
+            try:
+                if self._direct_port is None:
+                    info, _ = self._zmq_call("info", [b""] + protocol.encode_request("info"), False,
+                                             time.monotonic() + 10)
+                    self._direct_port = int(info.get("direct_port") or 0)
+                if not self._direct_port:
+                    self._direct_ok = False
+                    return None
+                s = socket.create_connection((self._host, self._direct_port), timeout=5)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._direct = s
+            except (OSError, RuntimeError):
+                self._direct_port = None
+                return None
+        s = self._direct
+        try:
+            s.settimeout(max(1.0, deadline - time.monotonic()))
+            s.sendall(protocol.pack_frames(body))
+            n = int.from_bytes(_recv_exact(s, 4), "big")
+            frames = protocol.unpack_frames(_recv_exact(s, n))
+        except (OSError, protocol.ProtocolError):
+            s.close()
+            self._direct, self._direct_port = None, None
+            return None
+        return protocol.decode_reply(frames)
+
+    def _zmq_call(self, cmd: str, frames: list[bytes], child: bool, deadline: float
+                  ) -> tuple[Any, bytes | None]:
+        while True:
+            if self._sock is None:
+                if not self._reachable():
+                    if child and time.monotonic() < deadline:
+                        time.sleep(min(self._retry_period * 2, 5.0))
+                        continue
+                    raise RuntimeError(f"cannot connect to ecflow_lab server {self._host}:{self._port}: "
+                                       "connection refused (is the server running?)")
+                self._sock = self._open()
+            sock = self._sock
+            sock.send_multipart(frames, copy=len(frames[-1]) < 65536)
             while True:
-                if self._sock is None:
-                    if not self._reachable():
-                        if child and time.monotonic() < deadline:
-                            time.sleep(min(self._retry_period * 2, 5.0))
-                            continue
-                        raise RuntimeError(f"cannot connect to ecflow_lab server {self._host}:{self._port}: "
-                                           "connection refused (is the server running?)")
-                    self._sock = self._open()
-                sock = self._sock
-                sock.send_multipart(frames, copy=len(frames[-1]) < 65536)
-                while True:
-                    if sock.poll(1000 if child else 500):
-                        reply = sock.recv_multipart()
-                        if reply and reply[0] == b"":
-                            reply = reply[1:]
-                        return protocol.decode_reply(reply)
-                    if time.monotonic() > deadline:
-                        self._sock.close(linger=0)
-                        self._sock = None
-                        raise RuntimeError(f"no reply from {self._host}:{self._port} to '{cmd}' in time")
-                    if not self._reachable():   # server died: reconnect and resend (child) or fail (user)
-                        self._sock.close(linger=0)
-                        self._sock = None
-                        if not child:
-                            raise RuntimeError(f"connection to ecflow_lab server {self._host}:{self._port} "
-                                               f"lost while waiting for the reply to '{cmd}'")
-                        break
+                if sock.poll(1000 if child else 500):
+                    reply = sock.recv_multipart()
+                    if reply and reply[0] == b"":
+                        reply = reply[1:]
+                    return protocol.decode_reply(reply)
+                if time.monotonic() > deadline:
+                    self._sock.close(linger=0)
+                    self._sock = None
+                    raise RuntimeError(f"no reply from {self._host}:{self._port} to '{cmd}' in time")
+                if not self._reachable():   # server died: reconnect and resend (child) or fail (user)
+                    self._sock.close(linger=0)
+                    self._sock = None
+                    if not child:
+                        raise RuntimeError(f"connection to ecflow_lab server {self._host}:{self._port} "
+                                           f"lost while waiting for the reply to '{cmd}'")
+                    break
 
     def _user_cmd(self, cmd: str, **args: Any) -> Any:
         return self._call(cmd, args)[0]
@@ -176,6 +221,7 @@ class Client:
             host, _, port = host.replace("@", ":").rpartition(":")
         self.close()
         self._host, self._port = host, str(port)
+        self._direct_port = None
         self._defs, self._defs_text, self._seq = None, None, -1
 
     def set_connection_attempts(self, n: int) -> None:
@@ -712,6 +758,16 @@ class Client:
     def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> Subscription:
         """Start a SUB thread (owned by the returned Subscription) that calls ``callback`` per delta."""
         return Subscription(self, callback)
+
+
+def _recv_exact(s: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = s.recv(min(n - len(buf), 1 << 20))
+        if not chunk:
+            raise ConnectionResetError("server closed the connection")
+        buf += chunk
+    return bytes(buf)
 
 
 def _walk(d: Any) -> Iterable[Any]:

@@ -9,6 +9,12 @@ Threads and their owners (all stopped by :meth:`SuiteServer.close`):
   owner thread through the in-process ROUTER endpoint, so there is one code path for every command.
 * **checkpoint saver** — writes snapshots to disk (see :mod:`ecflow_lab.server.checkpoint`).
 
+Requests arrive on the ZMQ ROUTER (``port``) and, for the Python Client, on a *direct* TCP channel
+(``direct_port``, advertised by the ``info`` request) that the owner thread polls itself: the same protocol
+frames, length-prefixed (:func:`ecflow_lab.protocol.pack_frames`). It exists for speed — a ZeroMQ round
+trip goes through libzmq's I/O threads and measured 3-14k/s on the 2-core test machine against 30-60k/s for
+a plain socket — and the Client falls back to ZeroMQ (and its wait-for-restart logic) whenever it fails.
+
 HTTP form (for job scripts without ``ecflow-lab``)::
 
     curl -fsS http://$ECF_HOST:$ECF_HTTP_PORT/v1/child/event \\
@@ -111,6 +117,8 @@ class SuiteServer:
         self.startup_error: BaseException | None = None
         self.requests = 0
         self._pub: zmq.Socket | None = None
+        self._direct: socket.socket | None = None
+        self.direct_port = 0
         self.started_at = time.time()
 
     # ------------------------------------------------------------------ lifetime
@@ -150,6 +158,12 @@ class SuiteServer:
             pub.close()
             raise RuntimeError(f"server cannot bind port {self._want_port or self.port} on {self.host}: "
                                f"{exc}") from None
+        self._direct = socket.socket()
+        self._direct.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._direct.bind((self.host, 0))
+        self._direct.listen(128)
+        self._direct.setblocking(False)
+        self.direct_port = self._direct.getsockname()[1]
         self.log = ServerLog(self.file("ecf.log"), self._clock)
         self.engine = Engine(self, clock=self._clock)
         self.log.msg(f"--start ecflow_lab server on {self.host}:{self.port} home {self.home}")
@@ -179,6 +193,7 @@ class SuiteServer:
 
     def _write_info(self) -> None:
         info = {"host": self.host, "port": self.port, "pub_port": self.pub_port, "http_port": self.http_port,
+                "direct_port": self.direct_port,
                 "pid": os.getpid(), "server_id": self.server_id}
         p = self.home / f"ecflow_lab.{self.port}.json"
         p.write_text(json.dumps(info))
@@ -234,6 +249,10 @@ class SuiteServer:
         assert engine is not None and log is not None
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
+        listener = self._direct
+        conns: dict[int, tuple[socket.socket, bytearray]] = {}
+        if listener is not None:
+            poller.register(listener, zmq.POLLIN)
         next_tick = time.monotonic()
         last_ckpt = time.monotonic()
         last_trav = last_pub = 0.0
@@ -247,8 +266,18 @@ class SuiteServer:
                 if engine.has_changes():
                     wake = min(wake, last_pub + PUBLISH_EVERY)
                 timeout = max(0, int((wake - now_m) * 1000) + (0 if wake <= now_m else 1))
-                if poller.poll(min(timeout, 200)):
+                ready = poller.poll(min(timeout, 200))
+                if ready:
                     pending: list[list[bytes]] = []
+                    direct: list[tuple[socket.socket, list[bytes]]] = []
+                    for sock, _ in ready:
+                        if sock is router:
+                            continue
+                        fd = sock if isinstance(sock, int) else sock.fileno()
+                        if listener is not None and fd == listener.fileno():
+                            self._accept(listener, poller, conns)
+                        elif fd in conns:
+                            self._read_direct(conns[fd][0], poller, conns, direct)
                     for _ in range(2000):
                         try:
                             frames = router.recv_multipart(zmq.NOBLOCK, copy=True)
@@ -264,6 +293,11 @@ class SuiteServer:
                         last_ckpt = time.monotonic()
                     for reply in pending:
                         router.send_multipart(reply, copy=len(reply[-1]) < 65536)
+                    for conn, reply in direct:
+                        try:
+                            conn.sendall(protocol.pack_frames(reply))
+                        except OSError:
+                            self._drop(conn, poller, conns)
                 if self._stopping.is_set():
                     break
                 engine.reap_jobs()
@@ -299,11 +333,61 @@ class SuiteServer:
                 log.msg("--terminate server stopped")
                 log.flush()
             finally:
+                for conn, _ in list(conns.values()):
+                    conn.close()
+                if listener is not None:
+                    listener.close()
                 router.close(linger=1000)
                 pub.close(linger=100)
                 self._stopping.set()
                 if self._http is not None:
                     threading.Thread(target=self._http.shutdown, daemon=True).start()
+
+    # ------------------------------------------------------------------ direct TCP channel
+    def _accept(self, listener: socket.socket, poller: zmq.Poller, conns: dict) -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.settimeout(60)          # reads happen only when poll says readable; sends may wait this long
+        conns[conn.fileno()] = (conn, bytearray())
+        poller.register(conn, zmq.POLLIN)
+
+    def _drop(self, conn: socket.socket, poller: zmq.Poller, conns: dict) -> None:
+        conns.pop(conn.fileno(), None)
+        try:
+            poller.unregister(conn)
+        except KeyError:
+            pass
+        conn.close()
+
+    def _read_direct(self, conn: Any, poller: zmq.Poller, conns: dict,
+                     out: list[tuple[socket.socket, list[bytes]]]) -> None:
+        entry = conns.get(conn.fileno())
+        if entry is None:
+            return
+        sock, buf = entry
+        try:
+            data = sock.recv(1 << 20)
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(sock, poller, conns)
+            return
+        buf += data
+        while len(buf) >= 4:
+            n = int.from_bytes(buf[:4], "big")
+            if len(buf) < 4 + n:
+                break
+            record = bytes(buf[4:4 + n])
+            del buf[:4 + n]
+            try:
+                frames = protocol.unpack_frames(record)
+            except (protocol.ProtocolError, ValueError, IndexError) as exc:
+                out.append((sock, protocol.encode_reply(error=f"protocol error: {exc}")))
+                continue
+            out.append((sock, self._handle([b"direct"] + frames)[1:]))
 
     def checkpoint(self, wait: bool = False) -> None:
         """Snapshot the definition (owner thread) and hand it to the saver thread."""

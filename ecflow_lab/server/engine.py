@@ -23,6 +23,18 @@ from ecflow_lab.server.scheduler import SERVER_DEFAULTS, A, C, Q, R, S, Schedule
 VERSION = "ecflow_lab 0.1.0 (ecFlow 5.x compatible)"
 
 
+def _release_memory() -> None:
+    """Give the parser's garbage back to the OS (glibc keeps freed arenas otherwise)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _gz(data: bytes) -> bytes:
     """One gzip member (members concatenate: gzip.decompress of the join is the joined text)."""
     c = zlib.compressobj(1, zlib.DEFLATED, 31)
@@ -87,6 +99,7 @@ class Engine(Scheduler):
     def cmd_info(self, a, p, u):
         s = self.server
         return {"host": s.host, "port": s.port, "pub_port": s.pub_port, "http_port": s.http_port,
+                "direct_port": s.direct_port,
                 "server_id": s.server_id, "home": str(s.home), "state": self.server_state, "seq": s.seq}
 
     def cmd_server_version(self, a, p, u):
@@ -232,6 +245,8 @@ class Engine(Scheduler):
         self._structure_changed(added=added)
         for seg_name, seg in segments or ():
             self._suite_src[seg_name] = _gz(seg.encode())
+        del text, segments, new
+        _release_memory()
         self._user_log(u, f"--load {name}")
         return None
 
