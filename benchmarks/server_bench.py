@@ -129,6 +129,14 @@ def run_ours(tasks: int, calls: int) -> dict[str, float]:
                                 "ECF_TRYNO=1", "-d", "name=m", "-d", f"value={i}"], check=True,
                                stdout=subprocess.DEVNULL)
             figs["child_curl_ms_per_call"] = (time.perf_counter() - t) / k * 1000
+        # process start-up alone, measured side by side: what a job pays before any server work
+        for name, argv in (("curl_startup_ms", [curl or "curl", "--version"]),
+                           ("ecflow_client_startup_ms", ["ecflow_client", "--version"])):
+            if shutil.which(argv[0]):
+                t = time.perf_counter()
+                for _ in range(50):
+                    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                figs[name] = (time.perf_counter() - t) / 50 * 1000
         k = 20
         t = time.perf_counter()
         for i in range(k):
@@ -163,6 +171,8 @@ TARGETS = [
     ("child_cli_ms_per_call", "lower", None),
     ("ping_ms", "lower", None),
     ("server_rss_empty_kb", "lower", None),
+    ("curl_startup_ms", "lower", None),
+    ("ecflow_client_startup_ms", "lower", None),
 ]
 
 
