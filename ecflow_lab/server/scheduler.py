@@ -1110,6 +1110,9 @@ class Scheduler:
             late.is_late = False
             self._tstate.state_since.pop(id(n), None)
         self._tstate.complete_since.pop(id(n), None)
+        for q in getattr(n, "queues", None) or ():      # queues start again (ecFlow's MiscAttrs::requeue)
+            if q.states is not None or q.index:
+                q.states, q.index = None, 0
         if not (tattrs or crons or days or dates):
             return
         T = self._tstate

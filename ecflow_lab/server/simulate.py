@@ -314,6 +314,20 @@ def _play_job(sch: SimScheduler, task: Any, used_attrs: set[tuple[int, str]], no
                 sch.traverse()
         else:
             me.value = me.max
+    # queues on the task and its parents: each step is taken and completed (ecFlow's update_for_queues)
+    n = task
+    while n is not None and not M.is_defs(n):
+        for q in getattr(n, "queues", None) or ():
+            if q.states is None:
+                q.states = ["queued"] * len(q.values)
+            used = (id(n), q.name) in used_attrs
+            for i, st in enumerate(q.states):
+                if st == "queued":
+                    q.states[i] = "complete"
+                    q.index = i
+                    if used:
+                        sch.traverse()
+        n = M.parent(n)
     dur = _duration_minutes(sch, task)
     if dur > 0:
         running[tid] = (task, now + _dt.timedelta(minutes=dur))

@@ -302,4 +302,26 @@ suite k
     time 11:00
 endsuite
 """,
+"queue_in_repeat": """suite s
+  clock real 6.5.2024
+  family f
+    repeat integer I 1 3
+    queue q a b c
+    task t
+    task u
+      trigger t == complete
+  endfamily
+endsuite
+""",
+"late_and_labels": """suite s
+  clock real 6.5.2024
+  task t
+    late -s +00:15 -a 20:00 -c +02:00
+    label info "x"
+    meter m 0 100
+    time 10:00 22:00 04:00
+  task u
+    trigger t:m ge 100
+endsuite
+""",
 }
