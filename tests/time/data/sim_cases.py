@@ -324,4 +324,125 @@ endsuite
     trigger t:m ge 100
 endsuite
 """,
+"autocancel_days": """suite s
+  clock real 6.5.2024
+  family f
+    autocancel 1
+    task t
+  endfamily
+  family g
+    task t
+      time 10:00
+  endfamily
+endsuite
+""",
+"inlimit_n": """suite s
+  clock real 6.5.2024
+  limit fam 1
+  family f1
+    inlimit -n fam
+    task a
+    task b
+  endfamily
+  family f2
+    inlimit -n fam
+    task a
+    task b
+  endfamily
+endsuite
+""",
+"relative_family_repeat": """suite s
+  clock real 6.5.2024
+  family f
+    repeat integer I 1 3
+    time +00:10 00:50 00:20
+    task t
+  endfamily
+endsuite
+""",
+"repeat_string_trigger": """suite s
+  clock real 6.5.2024
+  family f
+    repeat string S a b c d
+    task t
+  endfamily
+  task after
+    trigger f:S ge 2
+endsuite
+""",
+"repeat_date_negative": """suite s
+  clock real 6.5.2024
+  family f
+    repeat date YMD 20240510 20240501 -3
+    task t
+  endfamily
+endsuite
+""",
+"suspended_defstatus": """suite s
+  clock real 6.5.2024
+  family f
+    defstatus suspended
+    task t
+  endfamily
+  task u
+endsuite
+""",
+"cron_and_day_in_repeat": """suite s
+  clock real 6.5.2024
+  family f
+    repeat date YMD 20240506 20240512
+    family g
+      day friday
+      task t
+        time 09:00
+    endfamily
+    task x
+  endfamily
+endsuite
+""",
+"two_suites_clocks": """suite a
+  clock real 6.5.2024
+  task t
+    time 10:00 12:00 01:00
+endsuite
+suite b
+  clock real 10.5.2024 +06:00
+  task t
+    today 05:00 09:00 02:00
+    day friday
+endsuite
+""",
+"date_in_repeat": """suite s
+  clock real 6.5.2024
+  family f
+    repeat integer I 1 3
+    task t
+      date 8.5.2024
+  endfamily
+endsuite
+""",
+"time_series_midnight_cross": """suite s
+  clock real 6.5.2024
+  task t
+    time 22:00 23:59 00:30
+endsuite
+""",
+"today_multi_series": """suite s
+  clock real 6.5.2024 +08:15
+  task t
+    today 08:00 09:00 00:30
+    today 12:00
+endsuite
+""",
+"complete_event": """suite s
+  clock real 6.5.2024
+  task a
+    event done
+  task b
+    complete a:done
+    trigger 0 == 1
+  task c
+    trigger b == complete
+endsuite
+""",
 }
