@@ -5,6 +5,8 @@
 Prints one ``name ours ecflow ratio target`` line per figure. Targets (issue 3): child commands over the
 Python API >= 1.5x ecFlow's calls/s; a child command via curl no slower than ecflow_client; for the big
 definition: server memory <= ecFlow's, load <= 2x, full download <= 1x, checkpoint <= 3x.
+``full_download_s`` is ``get_server_defs()`` (the state travels as gzip members; the Defs is built on the
+first ``get_defs()``, reported separately as ``client_materialise_defs_s``).
 The anchor runs under Debian's /usr/bin/python3 (python3-ecflow); without it only our figures print.
 """
 
@@ -93,6 +95,11 @@ def run_ours(tasks: int, calls: int) -> dict[str, float]:
         t = time.perf_counter()
         ci.get_server_defs()
         figs["full_download_s"] = time.perf_counter() - t
+        # the download is materialised lazily: building the Defs is the client-side parse, reported apart
+        t = time.perf_counter()
+        n_nodes = len(ci.get_defs().get_all_nodes())
+        figs["client_materialise_defs_s"] = time.perf_counter() - t
+        assert n_nodes > figs["defs_tasks"]
         t = time.perf_counter()
         ci.checkpt()
         figs["checkpoint_s"] = time.perf_counter() - t
@@ -170,6 +177,7 @@ TARGETS = [
     ("checkpoint_s", "lower", 3.0),
     ("child_cli_ms_per_call", "lower", None),
     ("ping_ms", "lower", None),
+    ("client_materialise_defs_s", "lower", None),
     ("server_rss_empty_kb", "lower", None),
     ("curl_startup_ms", "lower", None),
     ("ecflow_client_startup_ms", "lower", None),

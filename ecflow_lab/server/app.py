@@ -312,7 +312,7 @@ class SuiteServer:
                     self._publish(pub)
                     last_pub = now_m
                 if (self.checkpoint_mode == "ON_TIME" and engine.dirty_since_checkpoint
-                        and now_m - last_ckpt >= self.checkpoint_interval):
+                        and engine.server_state != "HALTED" and now_m - last_ckpt >= self.checkpoint_interval):
                     self.checkpoint()
                     last_ckpt = now_m
                 elif self.checkpoint_mode == "ALWAYS" and engine.dirty_since_checkpoint:
