@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--fetch-retries", type=int, default=3, help="retrieval retries before Failed")
     m.add_argument("--fetch-retry-delay", type=float, default=5.0, help="seconds between retrieval retries")
     m.add_argument("--store", help="data store directory (default HOME/store)")
+    m.add_argument("--exit-with-parent", action="store_true", help="stop when the starting process exits")
     m.add_argument("--housekeeping-interval", type=float, default=30.0,
                    help="seconds between sweeps that free the store space of expired, finished files")
 
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     mv.add_argument("--threads", type=int, default=8, help="parallel retrievals + deliveries (default 8)")
     mv.add_argument("--heartbeat", type=float, default=0.5, help="heartbeat interval in seconds")
     mv.add_argument("--fsync", action="store_true", help="fsync pushed content before acknowledging it")
+    mv.add_argument("--exit-with-parent", action="store_true", help="stop when the starting process exits")
 
     d = sub.add_parser("destination", help="add, remove or list destinations", allow_abbrev=False)
     d.add_argument("--master", help="master address (default $ECPDS_MASTER or $ECHOST:$ECPORT)")
@@ -122,7 +124,7 @@ def main(argv: list[str]) -> int:
             serve(args.home, args.port, args.host, checksum=args.checksum, max_retrievals=args.max_retrievals,
                   mover_timeout=args.mover_timeout, fetch_retries=args.fetch_retries,
                   fetch_retry_delay=args.fetch_retry_delay, store=args.store,
-                  housekeeping_interval=args.housekeeping_interval)
+                  housekeeping_interval=args.housekeeping_interval, exit_with_parent=args.exit_with_parent)
             return 0
         if args.cmd == "mover":
             from .mover import serve as serve_mover
@@ -142,7 +144,7 @@ def main(argv: list[str]) -> int:
                 print("ecflow-lab transfer mover: give --store or --home", file=sys.stderr)
                 return 2
             serve_mover(args.master, secret, store, name=args.name, host=args.host, threads=args.threads,
-                        heartbeat=args.heartbeat, fsync=args.fsync)
+                        heartbeat=args.heartbeat, fsync=args.fsync, exit_with_parent=args.exit_with_parent)
             return 0
         if args.cmd == "up":
             return _up(args)

@@ -115,7 +115,7 @@ class Master:
     def __init__(self, home: str | Path, port: int = 0, host: str = "127.0.0.1", *, checksum: str = "sha256",
                  max_retrievals: int = 60, mover_timeout: float = 5.0, fetch_retries: int = 3,
                  fetch_retry_delay: float = 5.0, store: str | Path | None = None,
-                 housekeeping_interval: float = 30.0) -> None:
+                 housekeeping_interval: float = 30.0, exit_with_parent: bool = False) -> None:
         self.home = Path(home).resolve()
         self.home.mkdir(parents=True, exist_ok=True)
         self.store = Path(store).resolve() if store else self.home / "store"
@@ -126,6 +126,8 @@ class Master:
         self.max_retrievals = max_retrievals
         self.retrieval_timeout = 600.0
         self.housekeeping_interval = housekeeping_interval
+        # owned by another process (a notebook kernel, `transfer up`): stop if that owner disappears
+        self._parent = os.getppid() if exit_with_parent else None
         self.retrievals_paused = False
         self.mover_timeout = mover_timeout
         self.fetch_retries = fetch_retries
@@ -176,7 +178,8 @@ class Master:
         self.db = open_db(self.home / "ecpds.db")
         try:
             self._recover()
-            info = {"address": self.address, "events": self.events_address, "pid": os.getpid(), "home": str(self.home), "store": str(self.store)}
+            info = {"address": self.address, "events": self.events_address, "pid": os.getpid(),
+                    "home": str(self.home), "store": str(self.store)}
             tmp = self.home / "master.json.tmp"
             tmp.write_text(json.dumps(info))
             os.replace(tmp, self.home / "master.json")
@@ -233,6 +236,9 @@ class Master:
             if self._dirty or now - last_sched > 0.25:
                 self._dirty = False
                 last_sched = now
+                if self._parent is not None and os.getppid() != self._parent:
+                    log.warning("owner process %s is gone: stopping", self._parent)
+                    self._stop.set()
                 try:
                     self._check_movers()
                     self._timeout_retrievals()

@@ -102,7 +102,7 @@ class Mover:
 
     def __init__(self, master: str, secret: bytes, store: str | Path, *, name: str | None = None,
                  host: str = "127.0.0.1", threads: int = 8, heartbeat: float = 0.5,
-                 upload_timeout: float = 120.0, fsync: bool = False) -> None:
+                 upload_timeout: float = 120.0, fsync: bool = False, exit_with_parent: bool = False) -> None:
         self.master = master
         self.secret = secret
         self.store = Path(store).resolve()
@@ -113,6 +113,7 @@ class Mover:
         self.heartbeat = heartbeat
         self.upload_timeout = upload_timeout
         self.fsync = fsync
+        self._parent = os.getppid() if exit_with_parent else None
         self.data_addr = ""
         self.data_ipc = ""
         self.data_fd = ""
@@ -242,6 +243,9 @@ class Mover:
                     outbox.append(res)
                 while outbox and self._send_master(ctl, outbox[0]):
                     outbox.pop(0)
+                if self._parent is not None and os.getppid() != self._parent:
+                    log.warning("owner process %s is gone: stopping", self._parent)
+                    break
                 if time.monotonic() - last_sweep > 5:
                     last_sweep = time.monotonic()
                     self._pool.sweep()

@@ -31,7 +31,8 @@ class TransferService:
 
     def __init__(self, home: str | Path, movers: int = 2, port: int | None = None, *,
                  mover_threads: int = 8, mover_timeout: float = 5.0, heartbeat: float = 0.5,
-                 master_args: list[str] | None = None, log_dir: str | Path | None = None) -> None:
+                 master_args: list[str] | None = None, log_dir: str | Path | None = None,
+                 exit_with_parent: bool = True) -> None:
         self.home = Path(home).resolve()
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -43,6 +44,8 @@ class TransferService:
         self.master_args = master_args or []
         self.log_dir = Path(log_dir) if log_dir else self.home / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        #: children stop by themselves if this process dies without closing them (e.g. a killed kernel)
+        self._owned = ["--exit-with-parent"] if exit_with_parent else []
         self.master: subprocess.Popen | None = None
         self.movers: list[subprocess.Popen] = []
         self._clients: list[TransferClient] = []
@@ -61,7 +64,8 @@ class TransferService:
         info = self.home / "master.json"
         info.unlink(missing_ok=True)
         self.master = self._spawn(["master", "--home", str(self.home), "--port", str(self.port),
-                                   "--mover-timeout", str(self.mover_timeout), *self.master_args], "master.log")
+                                   "--mover-timeout", str(self.mover_timeout), *self._owned, *self.master_args],
+                                  "master.log")
         deadline = time.monotonic() + timeout
         while not info.exists():
             if self.master.poll() is not None:
@@ -74,7 +78,7 @@ class TransferService:
     def start_mover(self, name: str | None = None) -> subprocess.Popen:
         name = name or f"mover{len(self.movers) + 1}"
         p = self._spawn(["mover", "--master", self.address, "--home", str(self.home), "--name", name,
-                         "--threads", str(self.mover_threads), "--heartbeat", str(self.heartbeat)],
+                         "--threads", str(self.mover_threads), "--heartbeat", str(self.heartbeat), *self._owned],
                         f"{name}.log")
         self.movers.append(p)
         return p

@@ -172,3 +172,33 @@ def test_mover_killed_during_a_streamed_push_fails_it_clearly(service, client, o
     assert st["data_file"]["deleted"] == 1 and st["transfers"][0]["status"] == "Failed"
     # the surviving mover takes the next push
     assert client.wait(client.push(src, "arch", "again.bin"), timeout=60)["transfers"][0]["status"] == "Done"
+
+
+def test_service_processes_exit_when_their_owner_dies(tmp_path):
+    """A kernel that dies without closing its TransferService leaves no master or mover behind."""
+    import psutil
+
+    script = (
+        "import os, sys\n"
+        "from ecflow_lab.transfer import TransferService\n"
+        f"svc = TransferService({str(tmp_path / 'h')!r}, movers=2).start()\n"
+        "print(svc.master.pid, *[m.pid for m in svc.movers], flush=True)\n"
+        "os._exit(0)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    pids = [int(p) for p in r.stdout.split()]
+    assert len(pids) == 3
+
+    def alive(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    try:
+        wait_until(lambda: not any(alive(p) for p in pids), timeout=15)
+    finally:
+        for p in pids:
+            if alive(p):
+                os.kill(p, signal.SIGKILL)
