@@ -143,7 +143,9 @@ def main(argv: list[str]) -> int:
             if not store:
                 print("ecflow-lab transfer mover: give --store or --home", file=sys.stderr)
                 return 2
-            serve_mover(args.master, secret, store, name=args.name, host=args.host, threads=args.threads,
+            from .client import normalise_address
+
+            serve_mover(normalise_address(args.master), secret, store, name=args.name, host=args.host, threads=args.threads,
                         heartbeat=args.heartbeat, fsync=args.fsync, exit_with_parent=args.exit_with_parent)
             return 0
         if args.cmd == "up":

@@ -26,13 +26,24 @@ DEFAULT_PORT = 2640
 def default_master(host: str | None = None, port: int | str | None = None) -> str:
     """The master address from arguments, ``$ECPDS_MASTER``, or ``$ECHOST``/``$ECPORT`` (localhost:2640)."""
     if host is None and port is None and os.environ.get("ECPDS_MASTER"):
-        return os.environ["ECPDS_MASTER"]
+        return normalise_address(os.environ["ECPDS_MASTER"])
     host = host or os.environ.get("ECHOST") or "127.0.0.1"
     host = host.split(",")[0].strip()
     if host.startswith("tcp://"):
         return host
     port = port or os.environ.get("ECPORT") or DEFAULT_PORT
     return f"tcp://{host}:{int(port)}"
+
+
+def normalise_address(address: str) -> str:
+    """``host:port`` or ``tcp://host:port`` -> ``tcp://host:port`` (ZeroMQ needs the scheme)."""
+    address = address.strip()
+    if "://" in address:
+        return address
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise TransferError(f"bad master address {address!r} (expected tcp://HOST:PORT or HOST:PORT)")
+    return f"tcp://{host or '127.0.0.1'}:{port}"
 
 
 def _seconds(value: str | float | int | _dt.timedelta | None) -> float | None:
@@ -62,7 +73,7 @@ class TransferClient:
     def __init__(self, master: str | None = None, *, host: str | None = None, port: int | None = None,
                  user: str | None = None, password: str | None = None, timeout: float = 30.0,
                  local_handoff: bool = True) -> None:
-        self.master = master or default_master(host, port)
+        self.master = normalise_address(master) if master else default_master(host, port)
         #: same-host pushes of a file hand its open descriptor to the mover (kernel copy) instead of
         #: streaming the bytes over ZeroMQ; False forces streaming
         self.local_handoff = local_handoff

@@ -113,3 +113,19 @@ def test_ecpds_usage_errors(argv, message):
     with pytest.raises(UsageError) as err:
         parse_args(argv)
     assert message in str(err.value)
+
+
+def test_master_addresses(monkeypatch):
+    from ecflow_lab.transfer.client import default_master, normalise_address
+
+    assert normalise_address("127.0.0.1:2640") == "tcp://127.0.0.1:2640"
+    assert normalise_address("tcp://h:1") == "tcp://h:1"
+    with pytest.raises(TransferError, match="bad master address"):
+        normalise_address("nonsense")
+    monkeypatch.delenv("ECPDS_MASTER", raising=False)
+    monkeypatch.setenv("ECHOST", "h1,h2")
+    monkeypatch.setenv("ECPORT", "9640")
+    assert default_master() == "tcp://h1:9640"
+    assert default_master("other", 1) == "tcp://other:1"
+    monkeypatch.setenv("ECPDS_MASTER", "m:7")
+    assert default_master() == "tcp://m:7"
