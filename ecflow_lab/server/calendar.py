@@ -54,20 +54,35 @@ class SuiteCalendar:
         day, month, year = (getattr(clock_attr, k, 0) or 0 for k in ("day", "month", "year"))
         if day and month and year:
             self._start_date = _dt.date(year, month, day)
-        self._offset = 0.0
+        self.stop_with_server = bool(getattr(clock_attr, "start_stop_with_server", False))
+        self._offset = float(self.gain)
+        self._paused_at: float | None = None
         self._hybrid_date: _dt.date | None = None
         self.begun_at: float | None = None
 
     def begin(self) -> None:
-        """Start the calendar (suite begin): fix the start date / hybrid date."""
-        now = self._clock() + self.gain
+        """Start the calendar (suite begin): with a clock date the suite starts at midnight of that date
+        plus the gain (ecFlow's ClockAttr::ptime), else at the machine's time plus the gain."""
+        now = self._clock()
         self.begun_at = now
+        self._paused_at = None
         if self._start_date is not None:
-            real = _dt.datetime.fromtimestamp(now)
-            start = _dt.datetime.combine(self._start_date, real.time())
+            start = _dt.datetime.combine(self._start_date, _dt.time()) + _dt.timedelta(seconds=self.gain)
             self._offset = start.timestamp() - now
+        else:
+            self._offset = float(self.gain)
         if self.hybrid:
             self._hybrid_date = self.now().date()
+
+    def pause(self) -> None:
+        """``clock ... -s``: the server stopped; the suite time stands still until :meth:`resume`."""
+        if self._paused_at is None:
+            self._paused_at = self._clock()
+
+    def resume(self) -> None:
+        if self._paused_at is not None:
+            self._offset -= self._clock() - self._paused_at
+            self._paused_at = None
 
     def now(self) -> _dt.datetime:
         """The suite's current date and time (seconds dropped: one-minute resolution)."""
@@ -78,7 +93,8 @@ class SuiteCalendar:
 
     def raw_now(self) -> _dt.datetime:
         """As :meth:`now` but with the date moving even under a hybrid clock (its days still change)."""
-        t = _dt.datetime.fromtimestamp(self._clock() + self.gain + self._offset)
+        base = self._paused_at if self._paused_at is not None else self._clock()
+        t = _dt.datetime.fromtimestamp(base + self._offset)
         return t.replace(second=0, microsecond=0)
 
     def variables(self) -> dict[str, str]:

@@ -986,6 +986,8 @@ class Scheduler:
             if not M.begun(s):
                 continue
             c = self.calendar(s)
+            if c.stop_with_server:          # clock -s: suite time stands still while the server is not running
+                c.resume() if self.server_state == "RUNNING" else c.pause()
             now, raw = c.now(), c.raw_now()
             prev = self._cal_last.get(M.name(s))
             if prev is not None and raw <= prev:

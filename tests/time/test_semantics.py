@@ -265,3 +265,37 @@ endsuite
     f = d.node("/s/f")
     M.alter(f, "change", "repeat", "", "7", d.sch)
     assert d.sch.lookup(d.node("/s/f/t"), "N") == "7"
+
+
+def test_clock_date_starts_at_midnight_plus_gain(driver):
+    d = driver("suite s\n  clock real 1.1.2020 +02:30\n  task t\n    time 03:00\nendsuite\n",
+               dt.datetime(2024, 5, 6, 15, 47))
+    d.begin()
+    assert d.sch.suite_now(d.node("/s")) == dt.datetime(2020, 1, 1, 2, 30)
+    assert d.sch.lookup(d.node("/s/t"), "ECF_DATE") == "20200101"
+    d.advance(30)
+    assert [w for _, w in d.runs] == [dt.datetime(2024, 5, 6, 16, 17)]   # wall clock: suite time 03:00
+
+
+def test_clock_stop_with_server_freezes_suite_time(driver):
+    d = driver("suite s\n  clock real 6.5.2024 -s\n  task t\n    time 01:00\nendsuite\n", MON)
+    d.begin()
+    d.sch.set_server_state("HALTED")
+    d.advance(120)                         # two hours pass while the server is halted
+    assert d.sch.suite_now(d.node("/s")) <= MON + dt.timedelta(minutes=1)   # frozen at the next poll
+    d.sch.set_server_state("RUNNING")
+    d.advance(59)
+    assert d.runs == []
+    d.advance(1)
+    assert [w for _, w in d.runs] == [MON + dt.timedelta(hours=3)]   # suite 01:00 = wall 03:00
+
+
+def test_without_stop_flag_suite_time_runs_on(driver):
+    d = driver("suite s\n  clock real 6.5.2024\n  task t\n    today 01:00\nendsuite\n", MON)
+    d.begin()
+    d.sch.set_server_state("HALTED")
+    d.advance(120)
+    assert d.sch.suite_now(d.node("/s")) == MON + dt.timedelta(hours=2)
+    d.sch.set_server_state("RUNNING")
+    d.advance(1)
+    assert len(d.runs) == 1
