@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import zmq
@@ -50,3 +51,32 @@ def test_malformed_messages_get_errors(service, client, raw, outdir):
     assert (outdir / "keep.bin").read_bytes() == b"keep me"
     with pytest.raises(TransferError, match="unknown DataFileId 999999"):
         client.status(999999)
+
+
+def test_streamed_push_with_wrong_checksum_or_size_is_refused(service, client, outdir):
+    client.add_destination("arch", f"file://{outdir}")
+    for payload, size, checksum, expected in [
+        (b"abcdef", 6, "sha256:" + "0" * 64, "checksum mismatch"),
+        (b"abc", 6, None, "received 3 bytes, 6 announced"),
+    ]:
+        put = client.request("put", destination="arch", files=[{"target": f"{expected[:5]}.bin", "size": size}])
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(put["mover"])
+        sock.send(json.dumps({"op": "begin", "id": put["id"], "size": size, "token": put["token"],
+                              "store_path": put["store_path"]}).encode())
+        sock.send_multipart([b"D", payload])
+        sock.send(json.dumps({"op": "end", "checksum": checksum}).encode())
+        assert sock.poll(10000)
+        answer = json.loads(sock.recv())
+        sock.close(0)
+        assert not answer["ok"] and expected in answer["error"]
+        for _ in range(100):  # the mover tells the master right after answering the client
+            st = client.status(put["id"])
+            if st["data_file"]["deleted"]:
+                break
+            time.sleep(0.05)
+        assert st["data_file"]["deleted"] == 1 and st["transfers"][0]["status"] == "Failed"
+        assert expected in st["transfers"][0]["error"]
+    assert not list((service.home / "store").rglob("*.part"))
+    assert not [p for p in outdir.rglob("*") if p.is_file()]
