@@ -13,6 +13,7 @@ import argparse
 import os
 import pickle
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -58,6 +59,8 @@ class Worker:
         self.spare: tuple[str, int] | None = None  # (path, size) of a pre-allocated, never used segment
         self.want_spare = 0
         self.n_spare = 0
+        self.spare_lock = threading.Lock()
+        self.spare_thread: threading.Thread | None = None
 
     # -- messaging --------------------------------------------------------------------------------
     def send(self, msg: Any) -> None:
@@ -135,28 +138,36 @@ class Worker:
         return desc
 
     def _take_spare(self, size: int) -> str | None:
-        sp = self.spare
-        if sp is None or sp[1] < size or sp[1] > 2 * size + (64 << 20):
-            return None
-        self.spare = None
-        return sp[0]
+        with self.spare_lock:
+            sp = self.spare
+            if sp is None or sp[1] < size or sp[1] > 2 * size + (64 << 20):
+                return None
+            self.spare = None
+            return sp[0]
 
     def make_spare(self) -> None:
-        """Idle time: pre-allocate a segment for the next large publish."""
+        """Idle time: pre-allocate a segment for the next large publish, in a thread (fallocate releases
+        the GIL) so the worker keeps answering."""
         size = self.want_spare
-        if not size or wire.SHM_DIR is None:
+        if not size or wire.SHM_DIR is None or (self.spare_thread and self.spare_thread.is_alive()):
             return
-        if self.spare is not None:
-            if self.spare[1] >= size:
-                return
-            wire.unlink_quiet(self.spare[0])
-            self.spare = None
+        with self.spare_lock:
+            if self.spare is not None:
+                if self.spare[1] >= size:
+                    return
+                wire.unlink_quiet(self.spare[0])
+                self.spare = None
         self.n_spare += 1
         path = os.path.join(wire.SHM_DIR, f"{self.shm_prefix}-spare-{os.getpid()}-{self.n_spare}")
+        self.spare_thread = threading.Thread(target=self._allocate, args=(path, size), daemon=True)
+        self.spare_thread.start()
+
+    def _allocate(self, path: str, size: int) -> None:
         fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o600)
         try:
             os.posix_fallocate(fd, 0, size)
-            self.spare = (path, size)
+            with self.spare_lock:
+                self.spare = (path, size)
         except OSError:  # no room in /dev/shm: stop trying
             wire.unlink_quiet(path)
             self.want_spare = 0
@@ -292,16 +303,15 @@ class Worker:
 
     def loop(self) -> None:
         self.hello()
+        if PRELOAD:  # import the usual task libraries while waiting for the first batch
+            threading.Thread(target=_preload, daemon=True).start()
         last_parent_check = time.monotonic()
         while self.running:
             t = self._next_runnable()
             if t is None:
                 self.flush()
                 if self.want_spare and (self.spare is None or self.spare[1] < self.want_spare):
-                    self.drain(0)
-                    if not self._has_runnable():
-                        self.make_spare()
-                    continue
+                    self.make_spare()
                 self.drain(1000)
                 now = time.monotonic()
                 if now - last_parent_check > 1.0:
@@ -334,12 +344,27 @@ class Worker:
         return None
 
     def close(self) -> None:
+        if self.spare_thread is not None:
+            self.spare_thread.join()
         if self.spare is not None:
             wire.unlink_quiet(self.spare[0])
         for s in self.remote.values():
             s.close(0)
         self.sock.close()
         self.ctx.term()
+
+
+PRELOAD = [m for m in os.environ.get("ECFLOW_LAB_CASCADE_PRELOAD", "numpy").split(",") if m]
+
+
+def _preload() -> None:
+    import importlib
+
+    for mod in PRELOAD:
+        try:
+            importlib.import_module(mod)
+        except Exception:  # noqa: BLE001 - only a speed-up
+            pass
 
 
 class _Unloadable:
