@@ -599,7 +599,8 @@ class Node:
 
     def find_referenced_node(self, path: str) -> Node | None:
         """Resolve a path as trigger expressions do: absolute, or relative to this node's parent
-        (``t``, ``f/t``, ``./t``, ``../t``); a plain name also finds a child of this node."""
+        (``t`` and ``./t`` are siblings, ``f/t`` below a sibling — or below this family itself —,
+        ``../t`` a sibling of the parent)."""
         if path.startswith("/"):
             defs = self.get_defs()
             if path == "/":
@@ -609,8 +610,8 @@ class Node:
         if start is None:
             return None
         found = _walk_relative(start, path)
-        if found is None and not path.startswith("."):
-            found = _walk_relative(self, path) if isinstance(self, NodeContainer) else None
+        if found is None and "/" in path and not path.startswith(".") and isinstance(self, NodeContainer):
+            found = _walk_relative(self, path)  # ecFlow: 'f2/t' also reaches down from a family itself
         return found
 
     def find_node(self, path: str) -> Node | None:

@@ -176,3 +176,12 @@ def test_repeat_datetime_compares_with_datetime_literals() -> None:
     assert f.repeat.generated_variables()["T_TIME"] == "120000"
     with pytest.raises(DefsSyntaxError):
         parse_expression("x:T > 20241399T000000")
+
+
+def test_family_references_like_ecflow() -> None:
+    # a plain name is a sibling only; a path 'g/t' may also start below the family itself (ecFlow 5.9.2)
+    bad = Defs.from_string("suite s\n family f\n  trigger t == complete\n  task t\n endfamily\nendsuite\n")
+    assert "could not find node 't'" in bad.check()
+    good = Defs.from_string("suite s\n family f\n  trigger g/t == complete\n  family g\n   task t\n  endfamily\n"
+                            " endfamily\nendsuite\n")
+    assert good.check() == ""
