@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import shlex
 import socket
+import sys
 import time
 import zlib
 from collections import deque
@@ -58,6 +60,27 @@ class Engine(Scheduler):
         self.debug = False
         self.request_times: deque[float] = deque(maxlen=10000)
         self.commands = {name[4:]: getattr(self, name) for name in dir(self) if name.startswith("cmd_")}
+        self._install_client_shim()
+
+    def _install_client_shim(self) -> None:
+        """Jobs of this server find an ``ecflow_client`` that talks to it: ``HOME/.ecflow_lab/bin`` comes
+        first on the jobs' PATH, and ECF_CLIENT_EXE_PATH (used by ecFlow's own head.h) points there too, so
+        existing scripts calling ``ecflow_client --init=$$`` run unchanged."""
+        shim_dir = self.server.home / ".ecflow_lab" / "bin"
+        try:
+            shim_dir.mkdir(parents=True, exist_ok=True)
+            exe = shim_dir / "ecflow_client"
+            body = f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m ecflow_lab client "$@"\n'
+            if not exe.exists() or exe.read_text() != body:
+                tmp = exe.with_suffix(f".tmp{os.getpid()}")
+                tmp.write_text(body)
+                tmp.chmod(0o755)
+                os.replace(tmp, exe)
+        except OSError as exc:
+            self._err(f"cannot install the ecflow_client shim in {shim_dir}: {exc}")
+            return
+        self.job_env["PATH"] = f"{shim_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+        self.server_vars.setdefault("ECF_CLIENT_EXE_PATH", str(exe))
 
     def set_http_port(self, port: int) -> None:
         self.server_vars["ECF_HTTP_PORT"] = str(port)

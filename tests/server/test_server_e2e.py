@@ -104,9 +104,12 @@ curl -fsS $URL/complete $AUTH
 echo "job %ECF_NAME% I=%I%"
 %include <tail.h>
 """)
-    write(home / "e2e" / "last.ecf", """%include <head.h>
+    # an unchanged ecFlow-style script: plain ecflow_client finds the server's shim first on PATH
+    write(home / "e2e" / "last.ecf", """#!/bin/bash
+set -e
+ecflow_client --init=$$
 echo "job %ECF_NAME% last"
-%include <tail.h>
+%ECF_CLIENT_EXE_PATH:ecflow_client% --complete
 """)
     return Defs.from_string(text, "e2e.def")
 
