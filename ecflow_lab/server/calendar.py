@@ -79,6 +79,10 @@ class SuiteCalendar:
         if self._paused_at is None:
             self._paused_at = self._clock()
 
+    @property
+    def paused(self) -> bool:
+        return self._paused_at is not None
+
     def resume(self) -> None:
         if self._paused_at is not None:
             self._offset -= self._clock() - self._paused_at

@@ -1259,7 +1259,7 @@ class Scheduler:
         best: _dt.timedelta | None = None
         T = self._tstate
         for s in M.suites(self.defs):
-            if not M.begun(s) or (M.state(s) == C and not self._has_crons(s)):
+            if not M.begun(s) or (M.state(s) == C and not self._has_crons(s)) or self.calendar(s).paused:
                 continue
             now = self.calendar(s).now()
             cand = [_dt.datetime.combine(now.date() + _dt.timedelta(days=1), _dt.time())]

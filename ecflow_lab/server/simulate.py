@@ -159,28 +159,37 @@ def _duration_minutes(sch: Scheduler, task: Any) -> int:
         raise ValueError(f"{M.path(task)}: {DURATION_VAR} {v!r} is not HH:MM or minutes") from None
 
 
-def _period(defs: Any, days: float | None) -> tuple[_dt.timedelta, bool]:
-    """ecFlow's simulation length (SimulatorVisitor) and whether a minute resolution is needed."""
-    if days is not None:
-        period = _dt.timedelta(days=days)
-    else:
-        period = _dt.timedelta(hours=24)
-        for s in M.suites(defs):
-            ck, end = M.clock_attr(s), getattr(s, "end_clock", None) or getattr(s, "endclock", None)
-            if ck is not None and end is not None and ck.day and end.day:
-                span = (_dt.datetime(end.year, end.month, end.day) + _dt.timedelta(seconds=end.gain)
-                        - _dt.datetime(ck.year, ck.month, ck.day) - _dt.timedelta(seconds=ck.gain))
-                period = max(period, span)
-                continue
+def _period(defs: Any, days: float | None) -> tuple[_dt.timedelta, dict[str, _dt.timedelta], bool]:
+    """ecFlow's simulation length (SimulatorVisitor): the whole period, each suite's own (its calendar
+    stops there), and whether a minute resolution is needed.
+
+    Suites are visited in order and the running maximum carries over (24 h; a week with ``day``, 31 weeks
+    with ``date``, a year with ``cron`` or ``repeat``); ``clock`` + ``endclock`` dates fix it instead.
+    """
+    per_suite: dict[str, _dt.timedelta] = {}
+    running = _dt.timedelta(hours=24)
+    has_end = False
+    for s in M.suites(defs):
+        ck, end = M.clock_attr(s), getattr(s, "endclock", None)
+        if ck is not None and end is not None and ck.day and end.day:
+            running = (_dt.datetime(end.year, end.month, end.day) + _dt.timedelta(seconds=end.gain)
+                       - _dt.datetime(ck.year, ck.month, ck.day) - _dt.timedelta(seconds=ck.gain))
+            has_end = True
+        elif not has_end:
             for n in M.walk(s):
                 if M.time_attrs(n):
-                    period = max(period, _dt.timedelta(hours=24))
+                    running = max(running, _dt.timedelta(hours=24))
                 if M.days(n):
-                    period = max(period, _dt.timedelta(hours=168))
+                    running = max(running, _dt.timedelta(hours=168))
                 if M.dates(n):
-                    period = max(period, _dt.timedelta(hours=24 * 7 * 31))
+                    running = max(running, _dt.timedelta(hours=24 * 7 * 31))
                 if M.crons(n) or M.repeat(n) is not None:
-                    period = max(period, _dt.timedelta(hours=8760))
+                    running = max(running, _dt.timedelta(hours=8760))
+        per_suite[M.name(s)] = running
+    period = max([_dt.timedelta(hours=24), *per_suite.values()])
+    if days is not None:
+        period = _dt.timedelta(days=days)
+        per_suite = {k: period for k in per_suite}
     minutes = False
     for s in M.suites(defs):
         for n in M.walk(s):
@@ -188,7 +197,7 @@ def _period(defs: Any, days: float | None) -> tuple[_dt.timedelta, bool]:
                 ts = a.series
                 if ts.start.minute or (ts.finish is not None and (ts.finish.minute or ts.incr.minute)):
                     minutes = True
-    return period, minutes
+    return period, per_suite, minutes
 
 
 def _start_time(defs: Any) -> _dt.datetime:
@@ -213,7 +222,7 @@ def run(defs: Any, days: float | None = None, start: _dt.datetime | None = None,
     """Simulate ``defs`` (a copy unless ``copy=False``) and return what happened."""
     t0 = time.perf_counter()
     d = _copy(defs) if copy else defs
-    period, minute_res = _period(d, days)
+    period, suite_period, minute_res = _period(d, days)
     t_start = start or _start_time(d)
     clock = cal.FakeClock(t_start)
     home = tempfile.mkdtemp(prefix="ecflow_lab_sim_")
@@ -234,6 +243,7 @@ def run(defs: Any, days: float | None = None, start: _dt.datetime | None = None,
     has_autocancel = any(getattr(n, "autocancel", None) is not None for s in suites for n in M.walk(s))
     ci = _dt.timedelta(minutes=1) if (minute_res or t_start.minute) else _dt.timedelta(hours=1)
     end_t = t_start + period
+    suite_end = {name: t_start + p for name, p in suite_period.items()}
     running: dict[int, tuple[Any, _dt.datetime]] = {}
     steps = 0
     while True:
@@ -260,8 +270,13 @@ def run(defs: Any, days: float | None = None, start: _dt.datetime | None = None,
             break
         if not has_crons and all(M.state(s) == C for s in M.suites(d)) and not running:
             break
+        for s in M.suites(d):
+            e = suite_end.get(M.name(s))
+            if e is not None and now >= e:
+                sch.calendar(s).pause()          # this suite's period is over: its calendar stops
         nxt = sch.next_time_delta()
         cands = [nxt] if nxt is not None else []
+        cands += [e - now for e in suite_end.values() if e > now]
         if sch.deferred:
             cands.append(ci)
         cands += [until - now for _, until in running.values()]

@@ -445,4 +445,47 @@ endsuite
     trigger b == complete
 endsuite
 """,
+"endclock_first_suite": """suite a
+  clock real 6.5.2024
+  endclock 8.5.2024
+  task t
+    cron 10:00
+endsuite
+suite b
+  clock real 6.5.2024
+  task t
+    cron 11:00
+endsuite
+""",
+"suite_order_period": """suite a
+  clock real 6.5.2024
+  task t
+    day friday
+endsuite
+suite b
+  clock real 6.5.2024
+  task u
+    time 10:00
+  family f
+    repeat day 1
+    task v
+      time 12:00
+    task w
+      trigger v == complete
+  endfamily
+  task x
+    cron -w 2 09:00
+endsuite
+""",
+"period_carries_over": """suite a
+  clock real 6.5.2024
+  task t
+    cron 10:00
+endsuite
+suite b
+  clock real 6.5.2024
+  task u
+    cron 11:00
+endsuite
+""",
 }
