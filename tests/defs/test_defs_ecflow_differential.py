@@ -97,3 +97,56 @@ def test_we_accept_and_reject_what_ecflow_does(tmp_path: Path) -> None:
                             f" / we {'accept' if ours_ok else 'reject: ' + why_ours}")
     assert 0.2 < accepted / N < 0.9  # the mutants exercise both sides
     assert len(disagree) <= N // 100, "\n".join(disagree)
+
+
+def _random_tree(rnd: random.Random, depth: int, prefix: str) -> list[str]:
+    lines = []
+    for k in rnd.sample(["a", "b", "f", "g", "t"], rnd.randint(1, 3)):
+        if depth < 3 and rnd.random() < 0.5:
+            lines += [f"{prefix}family {k}", *_random_tree(rnd, depth + 1, prefix + "  "), f"{prefix}endfamily"]
+        else:
+            lines.append(f"{prefix}task {k}")
+    return lines
+
+
+@pytest.mark.ecflow
+def test_trigger_paths_resolve_like_ecflow(tmp_path: Path) -> None:
+    """Random trees, a trigger with a random relative/absolute path on a random node: ecFlow's check() and
+    ours agree on whether the reference resolves (./ .. plain names, paths into families, other suites)."""
+    why = _ecflow_available()
+    if why:
+        pytest.skip(why)
+    rnd = random.Random(SEED)
+    files = []
+    comps = ["..", ".", "a", "b", "f", "g", "t", "s", "s2"]
+    for i in range(600):
+        body = _random_tree(rnd, 0, "  ")
+        j = rnd.randrange(len(body))
+        while body[j].split()[0] == "endfamily":
+            j = rnd.randrange(len(body))
+        path = "/".join(rnd.choice(comps) for _ in range(rnd.randint(1, 4)))
+        if rnd.random() < 0.25:
+            path = "/" + "/".join(["s"] + [rnd.choice("abfgt") for _ in range(rnd.randint(0, 3))])
+        indent = body[j][: len(body[j]) - len(body[j].lstrip())] + "  "
+        body.insert(j + 1, f"{indent}trigger {path} == complete")
+        text = "suite s\n" + "\n".join(body) + "\nendsuite\nsuite s2\n  task a\n  family f\n    task t\n  endfamily\nendsuite\n"
+        p = tmp_path / f"r{i}.def"
+        p.write_text(text)
+        files.append(p)
+    r = subprocess.run([ECFLOW_PY, str(HERE / "_ecflow_print.py")], input=json.dumps([str(f) for f in files]),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    theirs = json.loads(r.stdout)
+    resolved = 0
+    disagree = []
+    for f in files:
+        t = theirs[str(f)]
+        # ecflow.Defs(path) itself may already refuse an unresolvable reference
+        ecflow_ok = t["ok"] and t["check"] == ""
+        ours_ok = Defs(str(f)).check() == ""
+        resolved += ecflow_ok
+        if ours_ok != ecflow_ok:
+            trig = next(ln.strip() for ln in f.read_text().splitlines() if "trigger" in ln)
+            disagree.append(f"{f.name}: {trig}: ecFlow {'ok' if ecflow_ok else (t.get('check') or t['text'])[:150]}")
+    assert resolved > 50
+    assert disagree == []
