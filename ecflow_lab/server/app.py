@@ -148,11 +148,21 @@ class SuiteServer:
                 self.port = free_port(self.host)
                 router.bind(f"tcp://{self.host}:{self.port}")
             router.bind(self._inproc)
+            previous = self._previous_ports()
             if self._want_pub:
                 pub.bind(f"tcp://{self.host}:{self._want_pub}")
                 self.pub_port = self._want_pub
             else:
-                self.pub_port = pub.bind_to_random_port(f"tcp://{self.host}", 20000, 49000)
+                try:   # after a restart, subscribers reconnect by themselves when the port is the same
+                    if not previous.get("pub_port"):
+                        raise zmq.ZMQError()
+                    pub.bind(f"tcp://{self.host}:{previous['pub_port']}")
+                    self.pub_port = int(previous["pub_port"])
+                except zmq.ZMQError:
+                    self.pub_port = pub.bind_to_random_port(f"tcp://{self.host}", 20000, 49000)
+            if not self._want_http and previous.get("http_port"):
+                # jobs still running from before a crash have ECF_HTTP_PORT baked in: keep it if we can
+                self._want_http = int(previous["http_port"])
         except zmq.ZMQError as exc:
             router.close()
             pub.close()
@@ -191,12 +201,27 @@ class SuiteServer:
         self._write_info()
         return self
 
-    def _write_info(self) -> None:
+    def _previous_ports(self) -> dict[str, Any]:
+        """Ports of the previous server on this home and port (its info file), if any."""
+        try:
+            return json.loads((self.home / f"ecflow_lab.{self.port}.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _write_info(self, running: bool = True) -> None:
+        """``HOME/ecflow_lab.PORT.json``: how to reach this server (ports, pid) and whether it runs."""
+        if not self.port:
+            return
         info = {"host": self.host, "port": self.port, "pub_port": self.pub_port, "http_port": self.http_port,
-                "direct_port": self.direct_port,
-                "pid": os.getpid(), "server_id": self.server_id}
+                "direct_port": self.direct_port, "pid": os.getpid(), "server_id": self.server_id,
+                "running": running}
         p = self.home / f"ecflow_lab.{self.port}.json"
-        p.write_text(json.dumps(info))
+        try:
+            tmp = p.with_suffix(".tmp")
+            tmp.write_text(json.dumps(info))
+            os.replace(tmp, p)
+        except OSError:
+            pass
 
     def __enter__(self) -> SuiteServer:
         return self.start() if self._thread is None else self
@@ -236,10 +261,7 @@ class SuiteServer:
         if self.log is not None:
             self.log.close()
             self.log = None
-        try:
-            (self.home / f"ecflow_lab.{self.port}.json").unlink()
-        except OSError:
-            pass
+        self._write_info(running=False)   # kept: a restart on this home and port reuses the ports
         self._stopped.set()
 
     # ------------------------------------------------------------------ owner thread

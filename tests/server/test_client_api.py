@@ -309,8 +309,9 @@ def test_server_cli_background_start_status_stop(tmp_path):
         assert info["port"] == int(port)
     finally:
         assert run("stop").returncode == 0
+    info_file = tmp_path / f"ecflow_lab.{port}.json"
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and (tmp_path / f"ecflow_lab.{port}.json").exists():
+    while time.monotonic() < deadline and json.loads(info_file.read_text())["running"]:
         time.sleep(0.1)
-    assert not (tmp_path / f"ecflow_lab.{port}.json").exists()
+    assert json.loads(info_file.read_text())["running"] is False
     assert shutil.which("sh")

@@ -180,6 +180,7 @@ while [ ! -f {server_home}/go ]; do sleep 0.2; done
 """)
     srv = start_server("--checkpoint-mode", "ALWAYS")
     ci = srv.client()
+    http_port = ci._user_cmd("info")["http_port"]
     ci.load(Defs.from_string(text, "k.def"))
     ci.begin_suite("k")
     wait_state(ci, "/k/f/t1", ("complete",))
@@ -193,6 +194,7 @@ while [ ! -f {server_home}/go ]; do sleep 0.2; done
     time.sleep(1.0)
     srv.start()                                    # same home and port: restores the checkpoint
     ci = srv.client()
+    assert ci._user_cmd("info")["http_port"] == http_port      # running curl jobs keep their URL
     assert ci.query("state", "/k/f/t1") == "complete"
     wait_state(ci, "/k", ("complete", "aborted"))
     assert ci.query("state", "/k") == "complete"
