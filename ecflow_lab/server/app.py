@@ -45,7 +45,13 @@ from typing import Any
 import zmq
 
 import ecflow_lab.protocol as protocol
-from ecflow_lab.server.checkpoint import DEFAULT_INTERVAL, CheckpointSaver, ServerLog, read_checkpoint
+from ecflow_lab.server.checkpoint import (
+    DEFAULT_INTERVAL,
+    SAVE_ALARM_S,
+    CheckpointSaver,
+    ServerLog,
+    read_checkpoint,
+)
 
 SERVER_VERSION = f"ecflow_lab 0.1.0 (ecFlow 5.x compatible, protocol v{protocol.VERSION})"
 DELTA_HISTORY = 2000
@@ -415,9 +421,29 @@ class SuiteServer:
         """Snapshot the definition (owner thread) and hand it to the saver thread."""
         if self.engine is None or self.saver is None:
             return
+        self._checkpoint_report()
         text = self.engine.state_text()
         self.engine.dirty_since_checkpoint = False
-        self.saver.submit(text, wait=wait)
+        try:
+            self.saver.submit(text, wait=wait)
+        finally:
+            if wait:
+                self._checkpoint_report()
+
+    def _checkpoint_report(self) -> None:
+        """Owner thread: log the saver's last outcome once (ECF_CHECKPT_ERROR, slow-save warning)."""
+        saver, eng = self.saver, self.engine
+        if saver is None or eng is None or saver.saves == getattr(self, "_reported_saves", 0):
+            return
+        self._reported_saves = saver.saves
+        if saver.last_error:
+            eng.server_vars["ECF_CHECKPT_ERROR"] = saver.last_error
+            if self.log is not None:
+                self.log.err(saver.last_error)
+        else:
+            eng.server_vars.pop("ECF_CHECKPT_ERROR", None)
+        if saver.last_save_s > SAVE_ALARM_S and self.log is not None:
+            self.log.war(f"checkpoint save took {saver.last_save_s:.1f} s (> {SAVE_ALARM_S:.0f} s)")
 
     def _checkpoint_error(self, message: str) -> None:
         # called in the saver thread: only note it; the owner logs on the next checkpoint request
