@@ -17,11 +17,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
-
-import zmq
+from typing import TYPE_CHECKING, Any
 
 import ecflow_lab.protocol as protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    import zmq
 
 __all__ = ["Client", "Subscription", "CheckPt", "DEFAULT_PORT"]
 
@@ -54,12 +55,14 @@ class Client:
             host, _, port = host.replace("@", ":").rpartition(":")
         self._host = host or os.environ.get("ECF_HOST") or "localhost"
         self._port = str(port or os.environ.get("ECF_PORT") or DEFAULT_PORT)
-        self._ctx = zmq.Context.instance()
-        self._sock: zmq.Socket | None = None
+        self._sock: zmq.Socket | None = None   # ZeroMQ is imported on first use: job commands rarely need it
         self._lock = threading.Lock()
         # the server's direct TCP channel (fewer thread hops than ZeroMQ); ECF_LAB_ZMQ_ONLY disables it
         self._direct: socket.socket | None = None
         self._direct_port: int | None = None
+        env_direct = os.environ.get("ECF_LAB_DIRECT_PORT", "")
+        if env_direct.isdigit() and str(os.environ.get("ECF_PORT", "")) == self._port:
+            self._direct_port = int(env_direct)    # set by the server in its jobs' environment
         self._direct_ok = "ECF_LAB_ZMQ_ONLY" not in os.environ
         self._user = os.environ.get("ECF_USER") or _login()
         # child command context (ECF_NAME, ECF_PASS, ECF_TRYNO, ECF_RID, timeouts) from the environment
@@ -124,7 +127,9 @@ class Client:
             return False
 
     def _open(self) -> zmq.Socket:
-        s = self._ctx.socket(zmq.DEALER)
+        import zmq
+
+        s = zmq.Context.instance().socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.IMMEDIATE, 1)
         s.connect(f"tcp://{self._host}:{self._port}")
@@ -811,6 +816,8 @@ class Subscription:
         return client._seq
 
     def _run(self) -> None:
+        import zmq
+
         ctx = zmq.Context.instance()
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)

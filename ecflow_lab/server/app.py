@@ -176,7 +176,10 @@ class SuiteServer:
                                f"{exc}") from None
         self._direct = socket.socket()
         self._direct.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._direct.bind((self.host, 0))
+        try:
+            self._direct.bind((self.host, int(previous.get("direct_port") or 0)))
+        except OSError:
+            self._direct.bind((self.host, 0))
         self._direct.listen(128)
         self._direct.setblocking(False)
         self.direct_port = self._direct.getsockname()[1]

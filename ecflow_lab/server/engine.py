@@ -80,6 +80,8 @@ class Engine(Scheduler):
             self._err(f"cannot install the ecflow_client shim in {shim_dir}: {exc}")
             return
         self.job_env["PATH"] = f"{shim_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+        if getattr(self.server, "direct_port", 0):
+            self.job_env["ECF_LAB_DIRECT_PORT"] = str(self.server.direct_port)
         self.server_vars.setdefault("ECF_CLIENT_EXE_PATH", str(exe))
 
     def set_http_port(self, port: int) -> None:
