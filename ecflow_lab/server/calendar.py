@@ -455,6 +455,7 @@ class TimeState:
         self.rel_start: dict[int, _dt.datetime] = {}
         self.state_since: dict[int, tuple[Any, _dt.datetime]] = {}
         self.complete_since: dict[int, _dt.datetime] = {}
+        self.at_requeue: dict[int, int] = {}      # series: time of day it was last (re)queued
 
     def rel_minutes(self, attr: Any, now: _dt.datetime) -> int:
         start = self.rel_start.get(id(attr))

@@ -1129,6 +1129,12 @@ class Scheduler:
                 cal.ts_reset(a, cur)
             else:
                 cal.ts_requeue(a, cur, reset_next)
+            if cal.has_incr(a) and not cal.is_relative(a):
+                # ECFLOW-130: remember when it was queued, so a run ending after midnight does not requeue
+                if mode != "begin" and cal.ts_expired(a):
+                    T.at_requeue.pop(id(a), None)
+                else:
+                    T.at_requeue[id(a)] = cal.minutes_of(now)
         for a in dates:
             a.free = False
         for a in days:
@@ -1174,7 +1180,8 @@ class Scheduler:
         for group in ([a for a in tattrs if not M.is_today(a)], [a for a in tattrs if M.is_today(a)]):
             if group:
                 lo, hi = cal.min_max(group)
-                if any(cal.ts_check_for_requeue(a, T.cur(a, now), lo, hi, cmd) for a in group):
+                if any(self._same_day_since_requeue(a, now)
+                       and cal.ts_check_for_requeue(a, T.cur(a, now), lo, hi, cmd) for a in group):
                     return True
         d = now.date()
         s = M.suite_of(node)
@@ -1190,6 +1197,18 @@ class Scheduler:
             if a.day == (d.weekday() + 1) % 7 or dd <= d:
                 a.expired = True
         return any(not a.expired and not hybrid and (T.day_date.get(id(a)) or d) > d for a in days)
+
+    def _same_day_since_requeue(self, a: Any, now: _dt.datetime) -> bool:
+        """False when a (non relative) series was queued before midnight and the run ended after it."""
+        if not cal.has_incr(a) or cal.is_relative(a) or cal.ts_expired(a):
+            return True
+        at = self._tstate.at_requeue.get(id(a))
+        if at is None:
+            return True
+        if cal.minutes_of(now) >= at:
+            del self._tstate.at_requeue[id(a)]
+            return True
+        return False
 
     def miss_next_time_slot(self, node: Any) -> None:
         """A user ran or completed a node by hand: its next time slot is used up (ecFlow's

@@ -299,3 +299,15 @@ def test_without_stop_flag_suite_time_runs_on(driver):
     d.sch.set_server_state("RUNNING")
     d.advance(1)
     assert len(d.runs) == 1
+
+
+def test_a_series_run_that_ends_after_midnight_does_not_requeue(driver):
+    d = driver("suite s\n  task t\n    time 22:00 23:30 00:30\nendsuite\n", MON.replace(hour=21))
+    d.auto_complete = False
+    d.begin()
+    d.advance(60 * 3)                  # runs at 22:00 and is still running at midnight
+    t = d.node("/s/t")
+    assert d.runs[0][1] == MON.replace(hour=22) and t.state == S and t.try_no == 1
+    d.child(t, "init", rid="1")
+    d.child(t, "complete", rid="1")    # 00:00 next day: ECFLOW-130, no requeue for 22:30
+    assert t.state == C
