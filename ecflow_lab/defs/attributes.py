@@ -129,7 +129,7 @@ class Event(_Attr):
 
     def __init__(self, number: int | str | None = None, name: str = "", initial: bool = False) -> None:
         if isinstance(number, str):
-            if number.isdigit():
+            if number.isdecimal():
                 number = int(number)
             else:
                 number, name = None, number
@@ -471,7 +471,7 @@ class RepeatDateList(_ListRepeat):
     def __init__(self, name: str, values: Sequence[Any]) -> None:
         super().__init__(name, values)
         for v in self.values:
-            if not v.isdigit():
+            if not v.isdecimal():
                 raise ValueError(f"repeat datelist {name}: {v!r} is not a yyyymmdd date")
             _check_yyyymmdd(int(v), f"repeat datelist {name}")
 
@@ -554,7 +554,7 @@ def _parse_duration(text: str) -> int:
     neg = text.startswith("-")
     t = text.lstrip("+-")
     parts = t.split(":")
-    if not all(p.isdigit() for p in parts) or len(parts) > 3:
+    if not all(p.isdecimal() for p in parts) or len(parts) > 3:
         raise ValueError(f"{text!r} is not a duration (expected HH[:MM[:SS]])")
     if len(parts) == 1 and ":" not in t:
         secs = int(parts[0]) * 3600
@@ -640,7 +640,7 @@ class TimeSlot(tuple):
     @classmethod
     def parse(cls, text: str) -> TimeSlot:
         h, sep, m = text.partition(":")
-        if not sep or not h.isdigit() or not m.isdigit() or len(m) != 2:
+        if not sep or not h.isdecimal() or not m.isdecimal() or len(m) != 2:
             raise ValueError(f"{text!r} is not a time (expected HH:MM)")
         return cls(int(h), int(m))
 
@@ -776,7 +776,7 @@ class Date(_Attr):
                 if b == "*":
                     vals.append(0)
                     continue
-                if not b.isdigit() or not lo <= int(b) <= hi or (what == "year" and len(b) != 4):
+                if not b.isdecimal() or not lo <= int(b) <= hi or (what == "year" and len(b) != 4):
                     raise ValueError(f"date {text!r}: {what} {b!r} is not in {lo}..{hi} (or *)")
                 vals.append(int(b))
             day, month, year = vals
@@ -858,7 +858,7 @@ def _int_list(text: str, what: str, lo: int, hi: int, allow_last: bool = False) 
             continue
         is_last = item.endswith("L") and allow_last
         num = item[:-1] if is_last else item
-        if not num.isdigit() or not lo <= int(num) <= hi:
+        if not num.isdecimal() or not lo <= int(num) <= hi:
             raise ValueError(f"{what}: {item!r} is not in {lo}..{hi}")
         (last if is_last else plain).append(int(num))
     return plain, last, last_flag
@@ -1031,7 +1031,7 @@ class Clock(_Attr):
                 if ":" in g:
                     ts = TimeSlot.parse(g)
                     gain = ts.hour * 3600 + ts.minute * 60
-                elif g.lstrip("-").isdigit():
+                elif g.lstrip("-").isdecimal():
                     gain = int(g)
                 else:
                     raise ValueError(f"{kw}: expected DD.MM.YYYY, [+]HH:MM, seconds or -s, got {t!r}")
@@ -1080,7 +1080,7 @@ class _AutoTime(_Attr):
                 self.time: TimeSlot | None = TimeSlot.parse(v)
                 self.days: int | None = None
             else:
-                if not v.isdigit():
+                if not v.isdecimal():
                     raise ValueError(f"{self.keyword}: expected days or [+]HH:MM, got {value!r}")
                 self.days, self.time = int(v), None
         elif isinstance(value, TimeSlot):
@@ -1181,7 +1181,7 @@ class ZombieAttr(_Attr):
             zombie_type, action, cmds, life = bits
             child_cmds = cmds
             lifetime = int(life) if life else None
-            if life and not life.isdigit():
+            if life and not life.isdecimal():
                 raise ValueError(f"zombie lifetime {life!r} is not a number")
         if zombie_type not in ZOMBIE_TYPES:
             raise ValueError(f"zombie type {zombie_type!r}: expected one of {', '.join(ZOMBIE_TYPES)}")

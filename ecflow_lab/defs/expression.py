@@ -24,6 +24,7 @@ Paths are absolute (``/s/f/t``), relative to the parent (``t``, ``f/t``, ``./t``
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -39,6 +40,8 @@ __all__ = ["Expression", "Trigger", "Complete", "PartExpression", "Reference", "
 STATES = {"unknown": 0, "complete": 1, "queued": 2, "aborted": 3, "submitted": 4, "active": 5}
 _CMP = {"==": "==", "eq": "==", "!=": "!=", "ne": "!=", "<": "<", "lt": "<", ">": ">", "gt": ">",
         "<=": "<=", "le": "<=", ">=": ">=", "ge": ">="}
+_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.]*"
+_PATH_RE = re.compile(rf"(?:/{_NAME}(?:/{_NAME})*|(?:\./)?(?:\.\./)*{_NAME}(?:/{_NAME})*)\Z")
 _AND = {"and", "AND", "&&"}
 _OR = {"or", "OR", "||"}
 _NOT = {"not", "NOT", "!", "~"}
@@ -101,19 +104,19 @@ def _tokenize(text: str) -> list[tuple[str, str, int]]:
                 raise ExpressionError("expected a variable name after ':'", column=i + 1, text=text,
                                       expected="name", got=text[j:j + 1] or "end of expression")
             toks.append(("var", text[i + 1:j], i)); i = j; prev_operand = True; continue  # noqa: E702
-        if c.isdigit():
+        if c.isdecimal():
             j = i
-            while j < n and text[j].isdigit():
+            while j < n and text[j].isdecimal():
                 j += 1
-            if j < n and text[j] == "T" and j + 1 < n and text[j + 1].isdigit():
+            if j < n and text[j] == "T" and j + 1 < n and text[j + 1].isdecimal():
                 k = j + 1
-                while k < n and text[k].isdigit():
+                while k < n and text[k].isdecimal():
                     k += 1
                 toks.append(("dt", text[i:k], i)); i = k; prev_operand = True; continue  # noqa: E702
-            if j < n and text[j] == "." and j + 1 < n and text[j + 1].isdigit() and \
+            if j < n and text[j] == "." and j + 1 < n and text[j + 1].isdecimal() and \
                     not any(ch == "/" for ch in text[j:j + 20].split(" ")[0]):
                 k = j + 1
-                while k < n and text[k].isdigit():
+                while k < n and text[k].isdecimal():
                     k += 1
                 if k >= n or text[k] not in _PATH_CHARS:
                     toks.append(("num", text[i:k], i)); i = k; prev_operand = True; continue  # noqa: E702
@@ -351,8 +354,14 @@ def _validate(ast: tuple, text: str, boolean: bool) -> None:
         for sub in ast[1:]:
             if isinstance(sub, tuple):
                 _validate(sub, text, False)
-    if kind in ("node", "attr", "flag") and len(ast[1]) > 1 and ast[1].endswith("/"):
-        raise ExpressionError(f"path {ast[1]!r} ends with '/'", text=text, expected="a node name", got=ast[1])
+    if kind in ("node", "attr", "flag"):
+        path = ast[1]
+        if len(path) > 1 and path.endswith("/"):
+            raise ExpressionError(f"path {path!r} ends with '/'", text=text, expected="a node name", got=path)
+        if not (_PATH_RE.match(path) or (path == "/" and kind == "flag")):
+            raise ExpressionError(f"invalid node path {path!r}: './' and '../' may only lead a relative path, "
+                                  "which then names nodes", text=text, expected="[./][../..]name[/name...]",
+                                  got=path)
 
 
 # ----------------------------------------------------------------------------------------------- compiler

@@ -709,7 +709,7 @@ class _Parser:
         number: int | None = None
         name = ""
         k = 1
-        if toks[0].isdigit():
+        if toks[0].isdecimal():
             number = int(toks[0])
             if len(toks) > 1 and toks[1] not in ("set", "clear"):
                 name = toks[1]
@@ -745,7 +745,7 @@ class _Parser:
             mx = int(words[3])
             cc = int(words[4]) if len(words) > 4 else mx
         except ValueError:
-            bad = next(w for w in words[2:] if not w.lstrip("-").isdigit())
+            bad = next((w for w in words[2:] if not w.lstrip("-").isdecimal()), words[2])
             raise self.expect("integers 'meter NAME min max [colour_change]'", bad) from None
         if mn > mx:
             raise self.error(f"meter {name}: min {mn} is greater than max {mx}", got=words[2])
@@ -1006,7 +1006,7 @@ class _Parser:
         if len(words) < 2 or ":" not in words[1]:
             raise self.expect("'verify STATE:COUNT'", stmt.strip())
         st, _, cnt = words[1].partition(":")
-        if not cnt.isdigit():
+        if not cnt.isdecimal():
             raise self.expect("an integer count after 'verify STATE:'", cnt)
         if any(v.state_name == st for v in node.verifies or ()):
             raise self.error(f"duplicate verify for state {st!r}", got=words[1])
