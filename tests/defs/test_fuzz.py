@@ -55,6 +55,13 @@ def test_only_defs_syntax_error_escapes(text: str) -> None:
         return
     errors = defs.check()  # must not raise either
     assert isinstance(errors, str)
+    for node in defs.walk():  # nor may evaluating any expression against the tree
+        for expr in (node.trigger, node.complete):
+            if expr is not None:
+                try:
+                    assert isinstance(expr.evaluate(node), bool)
+                except DefsSyntaxError:
+                    pass
     for form in (False, True):
         written = defs.to_string(state=form)
         back = Defs.from_string(written, filename="written.def")
