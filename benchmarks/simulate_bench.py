@@ -1,6 +1,6 @@
 """Simulator benchmark: ``Defs.simulate`` wall time next to real ecFlow 5.9.2's simulator.
 
-    python benchmarks/simulate_bench.py [--families 200] [--no-ecflow]
+    python benchmarks/simulate_bench.py [--families 50] [--no-ecflow]
 
 Workloads
   * ../shared/bench/metabuilder.def (4,559 tasks, crons: a simulated year at minute resolution);
@@ -74,7 +74,7 @@ def run(py: str, code: str, path: Path, timeout: float) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--families", type=int, default=200)
+    ap.add_argument("--families", type=int, default=50)
     ap.add_argument("--no-ecflow", action="store_true", help="skip the ecFlow anchor (it takes minutes)")
     ap.add_argument("--timeout", type=float, default=900)
     a = ap.parse_args()

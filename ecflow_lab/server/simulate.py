@@ -373,7 +373,11 @@ def _report(sch: Scheduler, d: Any, skip_complete_check: bool) -> str:
 
 
 def simulate(defs: Any, days: float | None = None) -> str:
-    """ecFlow's ``Defs.simulate()``: '' when the definition completes and every verify holds, else why."""
+    """ecFlow's ``Defs.simulate()``: '' when the definition completes and every verify holds, else why
+    (a definition that fails ``check()`` is not simulated: the check's errors are returned)."""
+    errors = defs.check() if hasattr(defs, "check") else ""
+    if errors:
+        return errors if errors.endswith("\n") else errors + "\n"
     return run(defs, days=days).report
 
 

@@ -311,3 +311,25 @@ def test_a_series_run_that_ends_after_midnight_does_not_requeue(driver):
     d.child(t, "init", rid="1")
     d.child(t, "complete", rid="1")    # 00:00 next day: ECFLOW-130, no requeue for 22:30
     assert t.state == C
+
+
+def test_autoarchive_idle_archives_a_queued_family(driver):
+    d = driver("""suite s
+  family f
+    autoarchive +00:10 -i
+    task t
+      time 23:00
+  endfamily
+  family g
+    autoarchive +00:10
+    task t
+      time 23:00
+  endfamily
+endsuite
+""", MON.replace(hour=9))
+    d.begin()
+    d.advance(11)
+    assert "archived" in d.node("/s/f").flags and d.defs.find_abs_node("/s/f/t") is None
+    assert d.defs.find_abs_node("/s/g/t") is not None      # without -i only a complete family is archived
+    d.sch.restore_node(d.node("/s/f"))
+    assert d.node("/s/f/t").state == Q

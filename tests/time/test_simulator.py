@@ -219,7 +219,12 @@ def test_cli_on_metabuilder_finishes(shared_dir, capsys):
     assert "is suspended (resume it)" in out
 
 
-@pytest.mark.slow
 def test_cli_on_metabuilder_full_period(shared_dir, capsys):
+    """Acceptance: the whole simulated year (crons) finishes in seconds and prints its summary."""
     assert simulate.main([str(shared_dir / "bench" / "metabuilder.def")]) == 0
     assert "result: OK" in capsys.readouterr().out
+
+
+def test_a_definition_that_fails_check_is_not_simulated():
+    out = sim("suite s\n  task t\n    trigger nosuch == complete\nendsuite\n")
+    assert "nosuch" in out
