@@ -60,6 +60,7 @@ class Client:
         # the server's direct TCP channel (fewer thread hops than ZeroMQ); ECF_LAB_ZMQ_ONLY disables it
         self._direct: socket.socket | None = None
         self._direct_port: int | None = None
+        self._direct_timeout: float | None = None
         env_direct = os.environ.get("ECF_LAB_DIRECT_PORT", "")
         if env_direct.isdigit() and str(os.environ.get("ECF_PORT", "")) == self._port:
             self._direct_port = int(env_direct)    # set by the server in its jobs' environment
@@ -163,16 +164,30 @@ class Client:
                     return None
                 s = socket.create_connection((self._host, self._direct_port), timeout=5)
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                s.settimeout(None)
                 self._direct = s
+                self._direct_timeout = None
             except (OSError, RuntimeError):
                 self._direct_port = None
                 return None
         s = self._direct
         try:
-            s.settimeout(max(1.0, deadline - time.monotonic()))
+            left = deadline - time.monotonic()
+            if left < 3600:               # a syscall each time: only when the deadline is near
+                s.settimeout(max(1.0, left))
+                self._direct_timeout = left
+            elif self._direct_timeout is not None:
+                s.settimeout(None)
+                self._direct_timeout = None
             s.sendall(protocol.pack_frames(body))
-            n = int.from_bytes(_recv_exact(s, 4), "big")
-            frames = protocol.unpack_frames(_recv_exact(s, n))
+            first = s.recv(65536)
+            if len(first) < 4:
+                first += _recv_exact(s, 4 - len(first))
+            n = int.from_bytes(first[:4], "big")
+            rest = first[4:]
+            if len(rest) < n:
+                rest += _recv_exact(s, n - len(rest))
+            frames = protocol.unpack_frames(rest)
         except (OSError, protocol.ProtocolError):
             s.close()
             self._direct, self._direct_port = None, None

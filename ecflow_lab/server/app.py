@@ -425,7 +425,7 @@ class SuiteServer:
         if self.engine is None or self.saver is None:
             return
         self._checkpoint_report()
-        text = self.engine.state_text()
+        text = self.engine.state_bytes()
         self.engine.dirty_since_checkpoint = False
         try:
             self.saver.submit(text, wait=wait)

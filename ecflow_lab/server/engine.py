@@ -319,12 +319,12 @@ class Engine(Scheduler):
             raise RuntimeError(f"client handle {handle} is not registered")
         return set(h["suites"])
 
-    def _suite_plain(self, s: Any) -> str:
+    def _suite_plain(self, s: Any) -> bytes:
         name = M.name(s)
         t = self._suite_cache.get(name)
         if t is None:
             src = self._suite_src.get(name)
-            t = gzip.decompress(src).decode() if src is not None else M.write_suite_state(s)
+            t = gzip.decompress(src) if src is not None else M.write_suite_state(s).encode()
             self._suite_cache[name] = t
         return t
 
@@ -332,11 +332,11 @@ class Engine(Scheduler):
         name = M.name(s)
         g = self._suite_src.get(name) or self._suite_gz.get(name)
         if g is None:
-            g = self._suite_gz[name] = _gz(self._suite_plain(s).encode())
+            g = self._suite_gz[name] = _gz(self._suite_plain(s))
         return g
 
-    def state_text(self, handle: int = 0) -> str:
-        """The definition with its state, in ecFlow's checkpoint form.
+    def state_bytes(self, handle: int = 0) -> bytes:
+        """The definition with its state, in ecFlow's checkpoint form (UTF-8).
 
         Built per suite and cached until that suite changes; a suite untouched since it was loaded is
         served from the text it was loaded from (kept gzip-compressed), so a big definition is never
@@ -345,13 +345,17 @@ class Engine(Scheduler):
         if names is None and self._text_cache is not None:
             return self._text_cache
         M.update_defs_state(self.defs)
-        parts = [M.state_header(self.defs)]
+        parts = [M.state_header(self.defs).encode()]
         parts += [self._suite_plain(s) for s in M.suites(self.defs) if names is None or M.name(s) in names]
-        parts.append(M.STATE_FOOTER)
-        text = "".join(parts)
+        parts.append(M.STATE_FOOTER.encode())
+        data = b"".join(parts)
         if names is None:
-            self._text_cache = text
-        return text
+            self._text_cache = data
+        return data
+
+    def state_text(self, handle: int = 0) -> str:
+        """:meth:`state_bytes` as text."""
+        return self.state_bytes(handle).decode()
 
     def state_gzip(self, handle: int = 0) -> bytes:
         """The same text as :meth:`state_text`, as concatenated gzip members (cheap to assemble)."""
