@@ -489,21 +489,23 @@ class Watcher:
                 if not sock.poll(100):
                     continue
                 _, payload = sock.recv_multipart()
-                ev = decode(payload)
-                if last is not None and ev.get("seq", 0) != last + 1:
-                    self._callback({"type": "resync", "seq": ev.get("seq")})
-                last = ev.get("seq", 0)
-                if self._group is not None and ev.get("groupby") != self._group:
-                    continue
-                if self._destination is not None and ev.get("destination") != self._destination:
-                    continue
-                ev["type"] = "transfer"
-                try:
-                    self._callback(ev)
-                except Exception:  # a failing callback must not kill the watcher
-                    import logging
+                msg = decode(payload)
+                if last is not None and msg.get("seq", 0) != last + 1:
+                    self._callback({"type": "resync", "seq": msg.get("seq")})
+                last = msg.get("seq", 0)
+                for ev in msg.get("events", []):
+                    if self._group is not None and ev.get("groupby") != self._group:
+                        continue
+                    if self._destination is not None and ev.get("destination") != self._destination:
+                        continue
+                    ev["type"] = "transfer"
+                    ev["seq"] = last
+                    try:
+                        self._callback(ev)
+                    except Exception:  # a failing callback must not kill the watcher
+                        import logging
 
-                    logging.getLogger("ecflow_lab.transfer.client").exception("watch callback failed")
+                        logging.getLogger("ecflow_lab.transfer.client").exception("watch callback failed")
         finally:
             sock.close(0)
 

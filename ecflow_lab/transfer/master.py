@@ -232,6 +232,8 @@ class Master:
                         break
             for frames in batch:
                 self._dispatch(frames)
+            if batch:  # answer first (after the commit), then schedule: replies do not wait for the scheduler
+                self._flush(sock)
             now = time.monotonic()
             if self._dirty or now - last_sched > 0.25:
                 self._dirty = False
@@ -248,22 +250,26 @@ class Master:
                     self._schedule()
                 except Exception:  # never let a scheduler bug stop the service; the batch is kept
                     log.exception("scheduler step failed")
-            self.db.commit()
-            self._publish()
-            out, self._out = self._out, []
-            for msg in out:
-                try:
-                    sock.send_multipart(msg)
-                except zmq.ZMQError as exc:  # peer vanished (EHOSTUNREACH): a mover is handled by heartbeats
-                    log.debug("cannot send to %r: %s", msg[0], exc)
+                self._flush(sock)
+
+    def _flush(self, sock: zmq.Socket) -> None:
+        """Commit, publish change events, then send the queued replies and jobs (never before the commit)."""
+        self.db.commit()
+        self._publish()
+        out, self._out = self._out, []
+        for msg in out:
+            try:
+                sock.send_multipart(msg)
+            except zmq.ZMQError as exc:  # peer vanished (EHOSTUNREACH): a mover is handled by heartbeats
+                log.debug("cannot send to %r: %s", msg[0], exc)
 
     # ------------------------------------------------------------------------------------------ helpers
 
     def _publish(self) -> None:
-        """After each commit: one event per changed transfer on the PUB socket (topic b"transfer").
+        """After each commit: one message on the PUB socket (topic b"transfer") with the changed transfers.
 
-        Events carry a gap-free ``seq``; a subscriber that sees a gap re-reads with ``list``. Progress-only
-        changes are sent at most every loop iteration (movers report them every 0.25 s).
+        Messages carry a gap-free ``seq``; a subscriber that sees a gap re-reads with ``list``. Progress-only
+        changes are sent at most once per commit (movers report them every 0.25 s).
         """
         ids = self._changed | self._progressed
         self._changed, self._progressed = set(), set()
@@ -274,6 +280,7 @@ class Master:
             "SELECT t.id, t.data_file, t.destination, t.target, t.status, t.bytes_done, t.mover, t.error, "
             f"t.failures, d.size, d.groupby FROM transfers t JOIN data_files d ON d.id=t.data_file "
             f"WHERE t.id IN ({placeholders})", tuple(ids)).fetchall()
+        events = []
         for r in rows:
             ev = row(r)
             key = ("t", ev["id"])
@@ -281,13 +288,14 @@ class Master:
                 ev["bytes_done"] = self.progress[key]
             elif ev["status"] == FETCHING:
                 ev["bytes_done"] = self.progress.get(("f", ev["data_file"]), 0)
-            self._event_seq += 1
-            ev["seq"] = self._event_seq
             ev["code"] = wire.STATUS_CODES.get(ev["status"], ev["status"])
-            try:
-                self._pub.send_multipart([b"transfer", encode(ev)], zmq.NOBLOCK)
-            except zmq.ZMQError:
-                pass
+            events.append(ev)
+        self._event_seq += 1
+        try:
+            self._pub.send_multipart([b"transfer", encode({"seq": self._event_seq, "events": events})],
+                                     zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
 
     def _send(self, ident: bytes, header: dict[str, Any]) -> None:
         self._out.append([ident, encode(header)])
@@ -328,6 +336,7 @@ class Master:
         and never undoes the other requests of the same batch."""
         ident = frames[0]
         self.db.execute("SAVEPOINT request")
+        open_savepoint = True
         try:
             if len(frames) < 2:
                 raise wire.ProtocolError("empty message")
@@ -340,6 +349,7 @@ class Master:
                 if not self._mover_ok(hdr):
                     raise TransferError("mover not authenticated (wrong or missing cluster secret)")
                 mover_handler(ident, hdr)
+                open_savepoint = False
                 self.db.execute("RELEASE request")
                 return
             handler = getattr(self, f"_op_{op}", None)
@@ -348,11 +358,13 @@ class Master:
             user = self._authenticate(hdr, op)
             reply = handler(hdr, user) or {}
             reply.update(ok=True, rid=hdr.get("rid"))
+            open_savepoint = False
             self.db.execute("RELEASE request")
             self._send(ident, reply)
         except Exception as exc:
-            self.db.execute("ROLLBACK TO request")
-            self.db.execute("RELEASE request")
+            if open_savepoint:
+                self.db.execute("ROLLBACK TO request")
+                self.db.execute("RELEASE request")
             rid = None
             try:
                 rid = decode(frames[1]).get("rid") if len(frames) > 1 else None
