@@ -100,6 +100,15 @@ class SimScheduler(Scheduler):
         self._text_cache = None
         self.need_traversal = True
 
+    def _complete_by_rule(self, node: Any) -> None:
+        # once per node and calendar step, like a job: a complete expression that stays true on a node with
+        # a repeat would otherwise step the repeat without end within one instant
+        if id(node) in self.ran_this_step:
+            self.deferred = True
+            return
+        self.ran_this_step.add(id(node))
+        super()._complete_by_rule(node)
+
     def submit(self, task: Any, user_edit: str | None = None, variables: dict[str, str] | None = None) -> bool:
         """A virtual job: the task is submitted; the simulator plays its child commands."""
         if id(task) in self.ran_this_step:
