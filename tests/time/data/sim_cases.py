@@ -488,4 +488,29 @@ suite b
     cron 11:00
 endsuite
 """,
+"complete_true_repeat": """suite s
+  clock real 6.5.2024
+  family g
+    repeat integer I 1 5
+    complete 1 == 1
+    task t
+  endfamily
+  family h
+    repeat date YMD 20240101 20240103
+    complete h/t2 == complete
+    task t1
+      time 10:00
+    task t2
+  endfamily
+endsuite
+""",
+"repeat_day_complete": """suite s
+  clock real 6.5.2024
+  family f
+    repeat day 1
+    complete 1 == 1
+    task t
+  endfamily
+endsuite
+""",
 }
