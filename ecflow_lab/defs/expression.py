@@ -10,11 +10,11 @@ Grammar (ecFlow's ``ExprParser.cpp``), lowest precedence first::
 
     or:   and ( ('or'|'OR'|'||') and )*
     and:  not ( ('and'|'AND'|'&&') not )*
-    not:  ('not'|'NOT'|'!'|'~') not | cmp
+    not:  ('not'|'!'|'~') not | cmp
     cmp:  sum ( ('=='|'eq'|'!='|'ne'|'<'|'lt'|'>'|'gt'|'<='|'le'|'>='|'ge') sum )?
     sum:  prod ( ('+'|'-') prod )*
     prod: unary ( ('*'|'/'|'%') unary )*
-    unary: '-' unary | atom
+    unary: atom            (a comparison's right side may be negated: 'a:m > ! 2')
     atom: NUMBER | DATETIME | STATE | 'set' | 'clear' | '(' or ')'
         | path [':' name] | path '<flag>' flag | ':' name | 'cal::' func '(' or ')'
 
@@ -44,7 +44,7 @@ _NAME = r"[A-Za-z0-9_][A-Za-z0-9_.]*"
 _PATH_RE = re.compile(rf"(?:/{_NAME}(?:/{_NAME})*|(?:\./)?(?:\.\./)*{_NAME}(?:/{_NAME})*)\Z")
 _AND = {"and", "AND", "&&"}
 _OR = {"or", "OR", "||"}
-_NOT = {"not", "NOT", "!", "~"}
+_NOT = {"not", "!", "~"}  # ecFlow has no upper-case NOT
 _PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
 _FUNCS = {"date_to_julian": date_to_julian, "julian_to_date": julian_to_date}
@@ -222,10 +222,16 @@ class _Parser:
             items.append(self.p_not())
         return items[0] if len(items) == 1 else ("and", *items)
 
+    def _is_not(self) -> bool:
+        k, v, _ = self.peek()
+        return k == "op" and v in _NOT
+
     def p_not(self) -> tuple:
-        if self.peek()[0] == "op" and self.peek()[1] in _NOT:
+        if self._is_not():
             self.take()
-            return ("not", self.p_not())
+            if self._is_not():
+                raise self.fail("an operand (ecFlow does not allow a double negation)")
+            return ("not", self.p_cmp())
         return self.p_cmp()
 
     def p_cmp(self) -> tuple:
@@ -233,7 +239,16 @@ class _Parser:
         k, v, _ = self.peek()
         if k == "op" and v in _CMP:
             self.take()
-            right = self.p_sum()
+            if self._is_not():  # ecFlow accepts a negated right-hand side: 'a:m > ! 2'
+                self.take()
+                if self._is_not():
+                    raise self.fail("an operand (ecFlow does not allow a double negation)")
+                nk, _, ncol = self.peek()
+                if nk == "state" or (nk == "num" and self.text.startswith(("set", "clear"), ncol)):
+                    raise self.fail("a state (or set/clear) without negation")
+                right = ("not", self.p_sum())
+            else:
+                right = self.p_sum()
             left = ("cmp", _CMP[v], left, right)
             k, v, _ = self.peek()
             if k == "op" and v in _CMP:
@@ -255,10 +270,7 @@ class _Parser:
         return left
 
     def p_unary(self) -> tuple:
-        if self.peek() [0] == "op" and self.peek()[1] == "-":
-            self.take()
-            return ("neg", self.p_unary())
-        return self.p_atom()
+        return self.p_atom()  # ecFlow 5.9.2 has no unary minus
 
     def p_atom(self) -> tuple:
         kind, val, _ = self.peek()
@@ -433,9 +445,6 @@ def _compile(ast: tuple) -> Fn:
         if kind == "and":
             return lambda owner: all(f(owner) for f in fns)
         return lambda owner: any(f(owner) for f in fns)
-    if kind == "neg":
-        f = _compile(ast[1])
-        return lambda owner: -f(owner)
     if kind == "func":
         fn = _FUNCS[ast[1]]
         f = _compile(ast[2])
