@@ -149,7 +149,7 @@ def test_trigger_paths_resolve_like_ecflow(tmp_path: Path) -> None:
             trig = next(ln.strip() for ln in f.read_text().splitlines() if "trigger" in ln)
             disagree.append(f"{f.name}: {trig}: ecFlow {'ok' if ecflow_ok else (t.get('check') or t['text'])[:150]}")
     assert resolved > 50
-    assert disagree == []
+    assert disagree == [], "\n".join(disagree)
 
 
 def _ecflow_results_resumable(files: list[Path]) -> dict[str, dict]:
@@ -216,4 +216,4 @@ def test_expression_syntax_like_ecflow(tmp_path: Path) -> None:
             trig = next(ln.strip() for ln in f.read_text().splitlines() if "trigger" in ln)
             disagree.append(f"{trig}: ecFlow {'accepts' if ecflow_ok else 'rejects'}")
     assert 100 < accepted < 550
-    assert disagree == []
+    assert disagree == [], "\n".join(disagree)
