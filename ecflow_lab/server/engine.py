@@ -28,9 +28,7 @@ VERSION = "ecflow_lab 0.1.0 (ecFlow 5.x compatible)"
 def _release_memory() -> None:
     """Give the parser's garbage back to the OS (glibc keeps freed arenas otherwise)."""
     import ctypes
-    import gc
 
-    gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
@@ -244,8 +242,8 @@ class Engine(Scheduler):
         text = (payload or b"").decode()
         name = a.get("name") or "<load>"
         new = M.parse_defs(text, name)
-        force = bool(a.get("force"))
         problems = M.check(new)
+        force = bool(a.get("force"))
         if problems:
             raise RuntimeError(f"load: {name}: {problems}")
         existing = {M.name(s) for s in M.suites(self.defs)}
