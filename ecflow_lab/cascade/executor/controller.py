@@ -369,6 +369,12 @@ class Controller(threading.Thread):
             if job is not None:
                 for ds, desc in msg[2]:
                     self._published(job, ds, desc)
+        elif kind == "publish_failed":
+            job = self.jobs.get(msg[1])
+            if job is not None:
+                tid = job.c.ids[msg[2][0]]
+                self._fail_job(job, TaskFailed(f"output {msg[2][1]} of task {tid!r} is needed on another worker "
+                                               f"but {msg[3]}"))  # fmt: skip
         elif kind == "hello":
             _, wid, host, pid, res = msg
             spec = WorkerSpec(wid, host, res.get("cpus", 1), res.get("memory_mb", 0), bool(res.get("gpu")))
@@ -633,10 +639,11 @@ class Controller(threading.Thread):
             emit({"t": t0, "kind": "started", "task": t.id, "name": t.name, "worker": w.id})
             emit({"t": t1, "kind": "finished", "task": t.id, "name": t.name, "worker": w.id, "func": t.name})
             if xfer is not None:
+                via = "shm-preallocated" if xfer[3] else "shm"
                 emit({"t": xfer[0], "kind": "transfer_start", "task": t.id, "name": t.name, "worker": w.id,
-                      "bytes": xfer[2], "via": "shm"})  # fmt: skip
+                      "bytes": xfer[2], "via": via})  # fmt: skip
                 emit({"t": xfer[1], "kind": "transfer_end", "task": t.id, "name": t.name, "worker": w.id,
-                      "bytes": xfer[2], "via": "shm"})  # fmt: skip
+                      "bytes": xfer[2], "via": via})  # fmt: skip
             if descs is not None:
                 for k, d in enumerate(descs):
                     self._available(job, (idx, k), d if d is not None else ("w", w.id))

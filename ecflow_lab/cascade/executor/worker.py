@@ -60,6 +60,7 @@ class Worker:
         self.want_spare = 0
         self.n_spare = 0
         self.spare_lock = threading.Lock()
+        self.spare_hit = False
         self.spare_thread: threading.Thread | None = None
 
     # -- messaging --------------------------------------------------------------------------------
@@ -96,7 +97,10 @@ class Worker:
             out = []
             for ds in dss:
                 if ds in store:
-                    out.append((ds, self.publish(job, ds, store[ds])))
+                    try:
+                        out.append((ds, self.publish(job, ds, store[ds])))
+                    except Exception as exc:  # noqa: BLE001 - e.g. unpicklable: the run cannot go on
+                        self.send(("publish_failed", job, ds, f"cannot serialize {type(store[ds]).__name__}: {exc}"))
             self.send(("published", job, out))
         elif kind == "purge":
             _, job, dss = msg
@@ -138,11 +142,15 @@ class Worker:
         return desc
 
     def _take_spare(self, size: int) -> str | None:
+        th = self.spare_thread
+        if th is not None and th.is_alive() and size <= self.want_spare:
+            th.join()  # the segment being allocated fits: finishing it is never slower than starting afresh
         with self.spare_lock:
             sp = self.spare
             if sp is None or sp[1] < size or sp[1] > 2 * size + (64 << 20):
                 return None
             self.spare = None
+            self.spare_hit = True
             return sp[0]
 
     def make_spare(self) -> None:
@@ -281,7 +289,8 @@ class Worker:
                         self.send(("fail", job, idx, None, msg, tb, t0, time.time(), self.wid))
                         return
                     if d[0] == "s":
-                        xfer = (p0, time.time(), d[5])
+                        xfer = (p0, time.time(), d[5], self.spare_hit)
+                        self.spare_hit = False
                     descs.append(d)
                 else:
                     descs.append(None)
