@@ -51,7 +51,10 @@ def _seconds(value: str | float | int | _dt.timedelta | None) -> float | None:
         return None
     if isinstance(value, _dt.timedelta):
         return value.total_seconds()
-    return parse_duration(value)
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise TransferError(str(exc)) from None
 
 
 def _epoch(value: str | float | int | _dt.datetime | None, fmt: str = "yyyyMMddHHmmss") -> float | None:
@@ -61,7 +64,10 @@ def _epoch(value: str | float | int | _dt.datetime | None, fmt: str = "yyyyMMddH
         return value.timestamp()
     if isinstance(value, (int, float)):
         return float(value)
-    return parse_at(value, fmt)
+    try:
+        return parse_at(value, fmt)
+    except ValueError as exc:
+        raise TransferError(str(exc)) from None
 
 
 class TransferClient:

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from .client import TransferClient
-from .wire import TransferError, fmt_size, fmt_time, parse_duration, parse_size
+from .wire import TransferError, fmt_size, fmt_time, parse_at, parse_duration, parse_size
 
 EXIT_OK, EXIT_USAGE, EXIT_ERROR = 0, 1, 255
 
@@ -135,6 +135,11 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
                 parse_duration(opts[key])
             except ValueError as exc:
                 raise UsageError(f"-{key}: {exc}") from None
+    if "at" in opts:
+        try:
+            parse_at(opts["at"], opts.get("format", "yyyyMMddHHmmss"))
+        except ValueError as exc:
+            raise UsageError(f"-at: {exc}") from None
     for key in ("s", "M"):
         if key in opts:
             try:

@@ -146,6 +146,7 @@ class Master:
         self._dirty = True
         self._auth_cache: dict[tuple[str, bytes], float] = {}
         self._changed: set[int] = set()
+        self._users_exist: bool | None = None
         self._progressed: set[int] = set()
         self._event_seq = 0
         self.events_address = ""
@@ -387,7 +388,9 @@ class Master:
         return isinstance(key, str) and hmac.compare_digest(key.encode(), self.secret.hex().encode())
 
     def _has_users(self) -> bool:
-        return self.db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
+        if self._users_exist is None:  # cached; user_add resets it
+            self._users_exist = self.db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
+        return self._users_exist
 
     def _authenticate(self, hdr: dict[str, Any], op: str) -> dict[str, Any]:
         """Who sends this request, and may they? The one place requests are authenticated."""
@@ -1144,6 +1147,7 @@ class Master:
                         "VALUES (?,?,?,?,?,?)", (name, salt, hash_password(password, salt), json.dumps(dests),
                                                  int(admin), time.time()))
         self._auth_cache = {k: v for k, v in self._auth_cache.items() if k[0] != name}
+        self._users_exist = None
         return {"message": f"user {name} saved ({'admin, ' if admin else ''}destinations: {', '.join(dests)})"}
 
 

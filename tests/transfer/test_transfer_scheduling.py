@@ -241,3 +241,26 @@ def test_pushes_are_not_delayed_by_slow_deliveries(tmp_path):
         dfid = c.push(f, "slow", "quick.bin")
         assert time.monotonic() - t0 < 1.5
         assert c.status(dfid)["transfers"][0]["status"] == "Queued"
+
+
+def test_dispatch_times_from_at_format_and_destination_daily_time(service, client, outdir, tmp_path, ecpds):
+    import datetime as dt
+
+    client.add_destination("arch", f"file://{outdir}")
+    src = tmp_path / "at.txt"
+    src.write_text("at")
+    r = ecpds("-destination", "arch", "-source", str(src), "-at", "2031-05-06T07:08", "-format", "yyyy-MM-dd'T'HH:mm")
+    assert r.returncode == 0, r.stderr
+    t = client.status(int(r.stdout))["transfers"][0]
+    assert t["status"] == "Queued" and t["at"] == dt.datetime(2031, 5, 6, 7, 8).timestamp()
+    r = ecpds("-destination", "arch", "-source", str(src), "-target", "bad.txt", "-at", "tomorrow")
+    assert r.returncode == 1 and "-at: bad -at time 'tomorrow'" in r.stderr.decode()
+    with pytest.raises(TransferError, match="bad duration"):
+        client.push(b"x", "arch", "x.bin", lifetime="forever")
+    # a destination with a daily dispatch time holds pushes without -at until then
+    soon = dt.datetime.now() + dt.timedelta(hours=2)
+    client.add_destination("nightly", f"file://{outdir}/n", at=soon.strftime("%H:%M"), priority=5)
+    dfid = client.push(b"n", "nightly", "n.bin")
+    t = client.status(dfid)["transfers"][0]
+    expected = soon.replace(second=0, microsecond=0).timestamp()
+    assert t["status"] == "Queued" and abs(t["at"] - expected) < 1 and t["priority"] == 5
