@@ -79,6 +79,30 @@ class SuiteCalendar:
         if self._paused_at is None:
             self._paused_at = self._clock()
 
+    def state(self) -> dict[str, str]:
+        """What a checkpoint keeps (the suite's ``calendar`` line): offset to the clock, hybrid date, pause."""
+        st = {"offset": f"{self._offset:.3f}"}
+        if self._hybrid_date is not None:
+            st["hybridDate"] = self._hybrid_date.strftime("%Y%m%d")
+        if self._paused_at is not None:
+            st["pausedAt"] = f"{self._paused_at:.3f}"
+        return st
+
+    def restore(self, st: dict[str, str]) -> bool:
+        """Continue a calendar saved by :meth:`state` (False when ``st`` is not one: begin afresh)."""
+        try:
+            self._offset = float(st["offset"])
+            hd = st.get("hybridDate")
+            self._hybrid_date = _dt.datetime.strptime(hd, "%Y%m%d").date() if hd else None
+            pa = st.get("pausedAt")
+            self._paused_at = float(pa) if pa else None
+        except (KeyError, ValueError):
+            return False
+        if self.hybrid and self._hybrid_date is None:
+            self._hybrid_date = self.now().date()
+        self.begun_at = self._clock()
+        return True
+
     @property
     def paused(self) -> bool:
         return self._paused_at is not None

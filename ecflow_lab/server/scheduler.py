@@ -313,6 +313,8 @@ class Scheduler:
     def suite_now(self, node: Any) -> _dt.datetime:
         s = M.suite_of(node)
         c = self._calendars.get(M.name(s)) if s is not None else None
+        if c is None and s is not None and M.begun(s):
+            c = self.calendar(s)        # e.g. restored from a checkpoint: its saved calendar continues
         if c is None:
             return _dt.datetime.fromtimestamp(self.clock()).replace(second=0, microsecond=0)
         return c.now()
@@ -321,9 +323,22 @@ class Scheduler:
         c = self._calendars.get(M.name(suite))
         if c is None:
             c = cal.SuiteCalendar(self.clock, M.clock_attr(suite))
-            c.begin()
+            saved = getattr(suite, "calendar", None)
+            if not (M.begun(suite) and saved and c.restore(saved)):   # a checkpoint's calendar continues
+                c.begin()
             self._calendars[M.name(suite)] = c
+            self._save_calendar(suite, c)
         return c
+
+    def _save_calendar(self, suite: Any, c: cal.SuiteCalendar) -> None:
+        st = c.state()
+        if getattr(suite, "calendar", None) != st:
+            try:
+                suite.calendar = st          # written on the suite's 'calendar' line of checkpoints
+            except AttributeError:
+                return
+            self.dirty_since_checkpoint = True
+            self._text_cache = None
 
     # ================================================================== begin / requeue
     def begin(self, suite_names: list[str] | None = None, force: bool = False) -> None:
@@ -349,6 +364,7 @@ class Scheduler:
             c = cal.SuiteCalendar(self.clock, M.clock_attr(s))
             c.begin()
             self._calendars[M.name(s)] = c
+            self._save_calendar(s, c)
             M.set_begun(s, True)
             for n in M.walk(s):
                 rep = M.repeat(n)
@@ -988,6 +1004,7 @@ class Scheduler:
             c = self.calendar(s)
             if c.stop_with_server:          # clock -s: suite time stands still while the server is not running
                 c.resume() if self.server_state == "RUNNING" else c.pause()
+                self._save_calendar(s, c)
             now, raw = c.now(), c.raw_now()
             prev = self._cal_last.get(M.name(s))
             if prev is not None and raw <= prev:

@@ -333,3 +333,22 @@ endsuite
     assert d.defs.find_abs_node("/s/g/t") is not None      # without -i only a complete family is archived
     d.sch.restore_node(d.node("/s/f"))
     assert d.node("/s/f/t").state == Q
+
+
+def test_a_checkpointed_calendar_continues_after_restart(driver, tmp_path):
+    from ecflow_lab.server import model as M
+    from ecflow_lab.server.scheduler import Scheduler
+
+    d = driver("suite s\n  clock real 1.1.2020\n  task t\n    time 05:00\nendsuite\n", MON.replace(hour=9))
+    d.begin()
+    d.advance(3 * 60)                                   # suite time 03:00 on 1.1.2020
+    text = M.write_state(d.defs)
+    assert "calendar offset:" in text
+    restored = M.parse_state(text, "checkpoint")
+    sch2 = Scheduler(restored, clock=d.clock, home=str(tmp_path), server_vars={"ECF_JOB_CMD": "true"})
+    s2 = restored.find_abs_node("/s")
+    assert sch2.suite_now(s2) == dt.datetime(2020, 1, 1, 3, 0)     # not back to midnight of 1.1.2020
+    d.clock.advance(2 * 3600)
+    sch2.traverse()
+    assert restored.find_abs_node("/s/t").state == S
+    sch2.jobs.wait_all()
