@@ -11,6 +11,7 @@ import os
 import shlex
 import socket
 import sys
+import threading
 import time
 import zlib
 from collections import deque
@@ -239,10 +240,27 @@ class Engine(Scheduler):
 
     # ------------------------------------------------------------------ definitions
     def cmd_load(self, a, payload, u):
-        text = (payload or b"").decode()
+        raw = payload or b""
+        text = raw.decode()
         name = a.get("name") or "<load>"
-        new = M.parse_defs(text, name)
-        problems = M.check(new)
+        # the per-suite source text is compressed in a helper thread while this one parses (zlib releases
+        # the GIL); the thread is joined before this request returns
+        segments = M.split_suites_bytes(raw)
+        packed: dict[str, bytes] = {}
+        helper = None
+        if segments:
+            def pack(segs: list[tuple[str, bytes]]) -> None:
+                for seg_name, seg in segs:
+                    packed[seg_name] = _gz(seg)
+
+            helper = threading.Thread(target=pack, args=(segments,), name="ecflow-lab-load-gzip", daemon=True)
+            helper.start()
+        try:
+            new = M.parse_defs(text, name)
+            problems = M.check(new)
+        finally:
+            if helper is not None:
+                helper.join()
         force = bool(a.get("force"))
         if problems:
             raise RuntimeError(f"load: {name}: {problems}")
@@ -250,9 +268,8 @@ class Engine(Scheduler):
         clash = [M.name(s) for s in M.suites(new) if M.name(s) in existing]
         if clash and not force:
             raise RuntimeError(f"load: suite(s) {', '.join(clash)} already loaded; use force to overwrite")
-        segments = M.split_suites(text)
         if segments is not None and [n for n, _ in segments] != [M.name(s) for s in M.suites(new)]:
-            segments = None
+            packed.clear()
         added = []
         for s in list(M.suites(new)):
             old = M.find_suite(self.defs, M.name(s))
@@ -266,9 +283,8 @@ class Engine(Scheduler):
         for k, v in M.server_user_vars(new).items():
             M.set_server_user_var(self.defs, k, v)
         self._structure_changed(added=added)
-        for seg_name, seg in segments or ():
-            self._suite_src[seg_name] = _gz(seg.encode())
-        del text, segments, new
+        self._suite_src.update(packed)
+        del text, raw, segments, new
         _release_memory()
         self._user_log(u, f"--load {name}")
         return None

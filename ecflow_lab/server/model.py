@@ -557,6 +557,41 @@ def split_suites(text: str) -> list[tuple[str, str]] | None:
     return out if start < 0 else None
 
 
+def split_suites_bytes(data: bytes) -> list[tuple[str, bytes]] | None:
+    """:func:`split_suites` on the raw bytes: finds the ``suite``/``endsuite`` lines with ``bytes.find``
+    (C speed: 60 MB in a few ms), or None when the layout is not simple enough."""
+    out: list[tuple[str, bytes]] = []
+    start = -1
+    name = ""
+    i = 0
+    while True:
+        i = data.find(b"suite", i)
+        if i < 0:
+            break
+        ls = data.rfind(b"\n", 0, i) + 1
+        le = data.find(b"\n", i)
+        le = len(data) if le < 0 else le
+        head = data[ls:i].strip(b" \t")
+        nxt = data[i + 5:i + 6]
+        i = le
+        if head not in (b"", b"end") or nxt not in (b"", b" ", b"\t", b"\n", b"\r", b"#"):
+            continue                        # 'suite' inside some other word or statement
+        line = data[ls:le]
+        if b";" in line:
+            return None
+        words = line.split(b"#")[0].split()
+        if head == b"":
+            if start >= 0 or len(words) != 2 or words[0] != b"suite":
+                return None
+            start, name = ls, words[1].decode(errors="replace")
+        else:
+            if start < 0 or words != [b"endsuite"]:
+                return None
+            out.append((name, data[start:le] + b"\n"))
+            start = -1
+    return out if start < 0 else None
+
+
 def check(defs: Any) -> str:
     return defs.check() if hasattr(defs, "check") else ""
 

@@ -52,6 +52,9 @@ endsuite
         ci = Client("127.0.0.1", srv.port)
         ci.load(Defs.from_string(text, "s.def"))
         yield srv, ci, tmp_path
+        if ci.query("state", "/s/sleeper") in ("submitted", "active"):   # a failed test: stop its job
+            wait_for(lambda: ci.query("state", "/s/sleeper") == "active", 20)
+            ci.kill("/s/sleeper")
         ci.close()
         srv.engine.jobs.wait_all(20)
 
@@ -66,7 +69,8 @@ def test_kill_status_run_and_edit_script(live):
     with pytest.raises(RuntimeError, match="submitted/active"):
         ci.requeue("/s")
     ci.status("/s/sleeper")
-    assert wait_for(lambda: (home / "s" / "sleeper.job1.stat").exists())
+    stat = home / "s" / "sleeper.job1.stat"
+    assert wait_for(lambda: stat.exists() and "PID" in stat.read_text())      # ps -f header and the job line
     assert "sleeper" in ci.get_file("/s/sleeper", "stat") or "bash" in ci.get_file("/s/sleeper", "stat")
     ci.kill("/s/sleeper")
     assert wait_for(lambda: ci.query("state", "/s/sleeper") == "aborted")
