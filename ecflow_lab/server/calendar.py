@@ -114,9 +114,14 @@ class SuiteCalendar:
 
     def now(self) -> _dt.datetime:
         """The suite's current date and time (seconds dropped: one-minute resolution)."""
+        key = (self._clock(), self._offset, self._paused_at, self._hybrid_date)
+        memo = getattr(self, "_memo", None)
+        if memo is not None and memo[0] == key:
+            return memo[1]
         t = self.raw_now()
         if self.hybrid and self._hybrid_date is not None:
             t = _dt.datetime.combine(self._hybrid_date, t.time())
+        self._memo = (key, t)
         return t
 
     def raw_now(self) -> _dt.datetime:

@@ -1080,6 +1080,15 @@ class Scheduler:
         T = self._tstate
         d = now.date()
         days, dates = M.days(node), M.dates(node)
+        if not (days or dates or day_changed):
+            tattrs, crons = M.time_attrs(node), M.crons(node)
+            if all(a.free for a in tattrs) and all(a.free for a in crons):
+                return False         # everything already latched: nothing to do until requeue
+            for a in tattrs:
+                self._latch(node, a, "today" if M.is_today(a) else "time", now, prev_min, day_changed)
+            for a in crons:
+                self._latch(node, a, "cron", now, prev_min, day_changed)
+            return False
         if days or dates:
             clear_day = clear_date = True
             if day_changed and not M.is_task(node):
