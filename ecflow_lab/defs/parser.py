@@ -319,13 +319,12 @@ class _Parser:
         while i < n:
             line = lines[i]
             i += 1
-            words = line.split()
+            # edit/label/trigger/complete only need their first two words; long values are not split
+            words = line.split(None, 2)
             if not words:
                 continue
             kw = words[0]
             if kw[0] == "#":
-                if self.lineno == 0 and kw.startswith("#") and i == 1:
-                    pass
                 continue
             self.lineno = i
             if "#" in line or ";" in line or "\\" in line:
@@ -344,8 +343,8 @@ class _Parser:
                 if self._ignorable():
                     continue
                 raise self.unknown(kw)
-            if kw not in raw_kw and ("'" in line or '"' in line):
-                words = _words(line)
+            if kw not in raw_kw and len(words) == 3:
+                words = _words(line) if ("'" in line or '"' in line) else line.split()
             fn(words, line)
         self.lineno = n
         self.line = lines[-1] if lines else ""
@@ -614,12 +613,13 @@ class _Parser:
 
     # ----------------------------------------------------------------- variables and expressions
     def k_edit(self, words: list[str], stmt: str) -> None:
-        n = len(words)
-        if n < 3:
+        if len(words) < 3:
             raise self.expect("'edit NAME value'", stmt.strip())
         name = words[1]
-        if n == 3 and words[2][0] not in "'\"":
-            value = words[2]
+        if len(words) == 3:  # [edit, NAME, the rest of the line]
+            value = words[2].rstrip()
+            if value[0] in "'\"":
+                value = _strip_quotes(value)
         else:
             value = _strip_quotes(_rest(stmt, 2))
         if len(value) < 32:
