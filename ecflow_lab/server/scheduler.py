@@ -1014,23 +1014,22 @@ class Scheduler:
             day_changed = prev is not None and raw.date() != prev.date()   # also under a hybrid clock
             prev_min = cal.minutes_of(prev) if prev is not None and not day_changed else None
             holding: set[int] = set()
-            for n, chain in self._time_index(s):
+            for n, chain, lates in self._time_index(s):
+                if lates and M.is_task(n):
+                    self._check_late(n, lates, now)
                 if any(id(a) in holding for a in chain):
                     continue          # a parent's day/date holds: its children's times are not freed
                 if M.has_time(n) and self._cal_changed_attrs(n, now, prev_min, day_changed):
                     holding.add(id(n))
-                late = getattr(n, "late", None)
-                if late is not None and M.is_task(n):
-                    self._check_late(n, late, now)
             self._auto_cancel_archive(s, now)
         return moved
 
     #: the time index may be reused while the tree keeps its shape (the simulator: nothing alters it)
     reuse_time_index = False
 
-    def _time_index(self, suite: Any) -> list[tuple[Any, tuple[Any, ...]]]:
-        """``(node, ancestors with day/date)`` for the suite's nodes with time, late or auto attributes,
-        in tree order; rebuilt on every call in the server (``alter`` may add attributes), cached by the
+    def _time_index(self, suite: Any) -> list[tuple[Any, tuple[Any, ...], tuple[Any, ...]]]:
+        """``(node, ancestors with day/date, late attributes from the top down)`` for the suite's nodes
+        with time or auto attributes and the tasks under a ``late``, in tree order; rebuilt on every call in the server (``alter`` may add attributes), cached by the
         tree's structure version in the simulator."""
         from ecflow_lab.defs import nodes as _nodes
 
@@ -1039,18 +1038,21 @@ class Scheduler:
         cache = caches.get(id(suite))
         if self.reuse_time_index and cache is not None and cache[0] == key and cache[2] is suite:
             return cache[1]
-        out: list[tuple[Any, tuple[Any, ...]]] = []
+        out: list[tuple[Any, tuple[Any, ...], tuple[Any, ...]]] = []
 
-        def rec(n: Any, chain: tuple[Any, ...]) -> None:
-            if M.has_time(n) or getattr(n, "late", None) is not None or getattr(n, "autocancel", None) \
-                    is not None or getattr(n, "autoarchive", None) is not None:
-                out.append((n, chain))
+        def rec(n: Any, chain: tuple[Any, ...], lates: tuple[Any, ...]) -> None:
+            own = getattr(n, "late", None)
+            if own is not None:
+                lates = lates + (own,)
+            if M.has_time(n) or (lates and M.is_task(n)) or getattr(n, "autocancel", None) is not None \
+                    or getattr(n, "autoarchive", None) is not None:
+                out.append((n, chain, lates))
             if M.days(n) or M.dates(n):
                 chain = chain + (n,)
             for k in M.children(n):
-                rec(k, chain)
+                rec(k, chain, lates)
 
-        rec(suite, ())
+        rec(suite, (), ())
         caches[id(suite)] = (key, out, suite)
         return out
 
@@ -1309,7 +1311,7 @@ class Scheduler:
             now = self.calendar(s).now()
             cand = [_dt.datetime.combine(now.date() + _dt.timedelta(days=1), _dt.time())]
             m = cal.minutes_of(now)
-            for n, _ in self._time_index(s):
+            for n, _, lates in self._time_index(s):
                 for a in M.time_attrs(n) + M.crons(n):
                     if cal.is_relative(a):
                         start = T.rel_start.get(id(a))
@@ -1324,8 +1326,7 @@ class Scheduler:
                         if slot > m:
                             cand.append(now.replace(hour=slot // 60, minute=slot % 60))
                             break
-                late = getattr(n, "late", None)
-                if late is not None:
+                for late in lates if M.is_task(n) else ():
                     for ts in (late.active, late.complete):
                         if ts is not None and ts.minutes() > m:
                             cand.append(now.replace(hour=ts.hour, minute=ts.minute))
@@ -1338,8 +1339,8 @@ class Scheduler:
         return any(M.crons(n) for n in M.walk(node))
 
     def _note_state(self, node: Any, state: NState) -> None:
-        """Record when a node with late/autocancel/autoarchive changed state (their clocks start there)."""
-        if getattr(node, "late", None) is not None:
+        """Record when a task or a node with autocancel/autoarchive changed state (late and auto clocks)."""
+        if M.is_task(node):
             now = self.suite_now(node)
             self._tstate.state_since[id(node)] = (state, now)
             if state == R:
@@ -1349,9 +1350,10 @@ class Scheduler:
             self._tstate.complete_since[id(node)] = self.suite_now(node)
 
     # ------------------------------------------------------------------ late
-    def _check_late(self, node: Any, late: Any, now: _dt.datetime) -> None:
-        """``late -s +HH:MM`` (submitted too long), ``-a HH:MM`` (not active by then), ``-c [+]HH:MM`` (not
-        complete by then / that long after becoming active) set the late flag (ecFlow's LateAttr)."""
+    def _check_late(self, node: Any, lates: tuple[Any, ...], now: _dt.datetime) -> None:
+        """``late -s +HH:MM`` (submitted that long), ``-a HH:MM`` (queued/submitted at that time), ``-c
+        [+]HH:MM`` (active at that time / that long) set the late flag (ecFlow's LateAttr). A task inherits
+        its parents' late, its own options overriding; an inherited one only sets the flag."""
         T = self._tstate
         st = M.state(node)
         rec = T.state_since.get(id(node))
@@ -1359,22 +1361,31 @@ class Scheduler:
             T.state_since[id(node)] = rec = (st, now)
             if st == R:
                 T.state_since[-id(node)] = (st, now)
-        if late.is_late:
+        own = getattr(node, "late", None)
+        if (own is not None and own.is_late) or (own is None and "late" in M.flags(node)):
             return
+        sub = act = comp = None
+        comp_rel = False
+        for la in lates:
+            sub = la.submitted if la.submitted is not None else sub
+            act = la.active if la.active is not None else act
+            if la.complete is not None:
+                comp, comp_rel = la.complete, la.complete_relative
         late_now = False
-        if late.submitted is not None and st == S:
-            late_now = (now - rec[1]).total_seconds() // 60 >= late.submitted.minutes()
-        if not late_now and late.active is not None and st in (Q, S):
-            late_now = cal.minutes_of(now) >= late.active.minutes()
-        if not late_now and late.complete is not None and st in (S, R):
-            if late.complete_relative:
-                act = T.state_since.get(-id(node))
-                late_now = st == R and act is not None and \
-                    (now - act[1]).total_seconds() // 60 >= late.complete.minutes()
+        if st in (Q, S):
+            if sub is not None and st == S:
+                late_now = (now - rec[1]).total_seconds() // 60 >= sub.minutes()
+            if not late_now and act is not None:
+                late_now = cal.minutes_of(now) >= act.minutes()
+        elif st == R and comp is not None:
+            if comp_rel:
+                began = T.state_since.get(-id(node))
+                late_now = began is not None and (now - began[1]).total_seconds() // 60 >= comp.minutes()
             else:
-                late_now = cal.minutes_of(now) >= late.complete.minutes()
+                late_now = cal.minutes_of(now) >= comp.minutes()
         if late_now:
-            late.is_late = True
+            if own is not None:
+                own.is_late = True
             M.add_flag(node, "late")
             self._touch(node, "flags", sorted(M.flags(node)))
             self._msg(f"--late {M.path(node)}")
@@ -1391,7 +1402,7 @@ class Scheduler:
         T = self._tstate
         cancel: list[Any] = []
         archive: list[Any] = []
-        for n, _ in self._time_index(suite):
+        for n, _, _ in self._time_index(suite):
             ac, aa = getattr(n, "autocancel", None), getattr(n, "autoarchive", None)
             if ac is None and aa is None:
                 continue

@@ -352,3 +352,24 @@ def test_a_checkpointed_calendar_continues_after_restart(driver, tmp_path):
     sch2.traverse()
     assert restored.find_abs_node("/s/t").state == S
     sch2.jobs.wait_all()
+
+
+def test_late_is_inherited_from_a_family(driver):
+    d = driver("""suite s
+  family f
+    late -c +00:30
+    task t
+    task u
+      late -c +02:00
+endsuite
+""".replace("endsuite", "  endfamily\nendsuite"), MON.replace(hour=9))
+    d.auto_complete = False
+    d.begin()
+    for p in ("/s/f/t", "/s/f/u"):
+        n = d.node(p)
+        d.child(n, "init", rid="1")
+    d.advance(30)
+    assert "late" in d.node("/s/f/t").flags                 # inherited -c +00:30
+    assert "late" not in (d.node("/s/f/u").flags or set())  # its own -c +02:00 overrides
+    d.advance(90)
+    assert "late" in d.node("/s/f/u").flags and d.node("/s/f/u").late.is_late
