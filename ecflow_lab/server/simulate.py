@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import os
 import sys
 import tempfile
 import time
@@ -234,7 +233,12 @@ def run(defs: Any, days: float | None = None, start: _dt.datetime | None = None,
     period, suite_period, minute_res = _period(d, days)
     t_start = start or _start_time(d)
     clock = cal.FakeClock(t_start)
-    home = tempfile.mkdtemp(prefix="ecflow_lab_sim_")
+    with tempfile.TemporaryDirectory(prefix="ecflow_lab_sim_") as home:
+        return _run(d, clock, home, t0, t_start, period, suite_period, minute_res, max_seconds)
+
+
+def _run(d: Any, clock: cal.FakeClock, home: str, t0: float, t_start: _dt.datetime, period: _dt.timedelta,
+         suite_period: dict[str, _dt.timedelta], minute_res: bool, max_seconds: float | None) -> SimulationResult:
     sch = SimScheduler(d, clock, home)
     used_attrs, _ = _used_in_expressions(d)
     suites = list(M.suites(d))
@@ -310,11 +314,6 @@ def run(defs: Any, days: float | None = None, start: _dt.datetime | None = None,
                     never.append((M.path(n), sch.why_list(n)))
             for v in getattr(n, "verifies", None) or ():
                 verifies.append((M.path(n), v.state_name, v.expected, v.actual))
-    sch.jobs.wait_all() if hasattr(sch.jobs, "wait_all") else None
-    try:
-        os.rmdir(home)
-    except OSError:
-        pass
     return SimulationResult(report, t_start, end_now, steps, sch.submitted_jobs, time.perf_counter() - t0,
                             states, verifies, never)
 
