@@ -36,10 +36,10 @@ def _release_memory() -> None:
         pass
 
 
-def _gz(data: bytes) -> bytes:
+def _gz(data: bytes | memoryview, tail: bytes = b"") -> bytes:
     """One gzip member (members concatenate: gzip.decompress of the join is the joined text)."""
     c = zlib.compressobj(1, zlib.DEFLATED, 31)
-    return c.compress(data) + c.flush()
+    return c.compress(data) + c.compress(tail) + c.flush()
 
 
 class Engine(Scheduler):
@@ -249,9 +249,9 @@ class Engine(Scheduler):
         packed: dict[str, bytes] = {}
         helper = None
         if segments:
-            def pack(segs: list[tuple[str, bytes]]) -> None:
+            def pack(segs: list[tuple[str, memoryview]]) -> None:
                 for seg_name, seg in segs:
-                    packed[seg_name] = _gz(seg)
+                    packed[seg_name] = _gz(seg, b"\n")
 
             helper = threading.Thread(target=pack, args=(segments,), name="ecflow-lab-load-gzip", daemon=True)
             helper.start()
@@ -284,7 +284,8 @@ class Engine(Scheduler):
             M.set_server_user_var(self.defs, k, v)
         self._structure_changed(added=added)
         self._suite_src.update(packed)
-        del text, raw, segments, new
+        segments = None      # release the memoryviews before the payload goes
+        del text, raw, new
         _release_memory()
         self._user_log(u, f"--load {name}")
         return None

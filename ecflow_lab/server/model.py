@@ -557,7 +557,7 @@ def split_suites(text: str) -> list[tuple[str, str]] | None:
     return out if start < 0 else None
 
 
-def split_suites_bytes(data: bytes) -> list[tuple[str, bytes]] | None:
+def split_suites_bytes(data: bytes) -> list[tuple[str, memoryview]] | None:
     """:func:`split_suites` on the raw bytes: finds the ``suite``/``endsuite`` lines with ``bytes.find``
     (C speed: 60 MB in a few ms), or None when the layout is not simple enough."""
     out: list[tuple[str, bytes]] = []
@@ -587,7 +587,7 @@ def split_suites_bytes(data: bytes) -> list[tuple[str, bytes]] | None:
         else:
             if start < 0 or words != [b"endsuite"]:
                 return None
-            out.append((name, data[start:le] + b"\n"))
+            out.append((name, memoryview(data)[start:le]))   # no copy; the caller adds the newline
             start = -1
     return out if start < 0 else None
 

@@ -315,3 +315,28 @@ def test_server_cli_background_start_status_stop(tmp_path):
         time.sleep(0.1)
     assert json.loads(info_file.read_text())["running"] is False
     assert shutil.which("sh")
+
+
+def test_download_of_untouched_suite_equals_the_loaded_definition(srv, ci, tmp_path):
+    text = """# a comment before
+suite odd   # trailing comment
+  edit X 'a b'
+  family f
+    task t ; task u
+    task suite_like
+      edit NOTE 'suite inside a value'
+  endfamily
+endsuite
+"""
+    f = tmp_path / "odd.def"
+    f.write_text(text)
+    ci.load(str(f))
+    ci.get_server_defs()
+    got = ci.get_defs().find_abs_node("/odd")
+    want = Defs.from_string(text, "odd.def").find_abs_node("/odd")
+    assert got == want
+    ci.begin_suite("odd")                      # touched: now written from the model
+    ci.get_server_defs()
+    assert ci.get_defs().find_abs_node("/odd/f/suite_like").find_variable("NOTE").value == "suite inside a value"
+    ci.checkpt()
+    assert "suite odd" in srv.file("ecf.check").read_text()
