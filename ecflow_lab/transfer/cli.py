@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..security import SecurityFileError, add_ssl_argument, ssl_from_args
 from .wire import TransferError, fmt_size
 
 EXAMPLES = """\
@@ -30,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     m = sub.add_parser("master", help="run the master (catalogue, scheduler) in the foreground", allow_abbrev=False)
+    add_ssl_argument(m)
     m.add_argument("--home", required=True, help="directory for ecpds.db, store/ and the cluster secret")
     m.add_argument("--port", type=int, default=2640, help="TCP port (0: any free port, see HOME/master.json)")
     m.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -45,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run a master and its movers together in the foreground (Ctrl-C stops all)",
                         allow_abbrev=False)
+    add_ssl_argument(up)
     up.add_argument("--home", required=True, help="master home (ecpds.db, store/, secret, logs/)")
     up.add_argument("--port", type=int, default=2640)
     up.add_argument("--movers", type=int, default=2)
@@ -52,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="add (or update) a destination at start, e.g. archive=file:///data/archive")
 
     mv = sub.add_parser("mover", help="run a data mover in the foreground", allow_abbrev=False)
+    add_ssl_argument(mv)
     mv.add_argument("--master", required=True, help="master address, e.g. tcp://127.0.0.1:2640")
     mv.add_argument("--home", help="the master's home on this host (for its secret and store)")
     mv.add_argument("--secret-file", help="file with the cluster secret (default HOME/secret)")
@@ -64,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     mv.add_argument("--exit-with-parent", action="store_true", help="stop when the starting process exits")
 
     d = sub.add_parser("destination", help="add, remove or list destinations", allow_abbrev=False)
+    add_ssl_argument(d)
     d.add_argument("--master", help="master address (default $ECPDS_MASTER or $ECHOST:$ECPORT)")
     d.add_argument("--user")
     d.add_argument("--password")
@@ -91,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     dsub.add_parser("list", help="list destinations with transfer counts")
 
     u = sub.add_parser("user", help="add a data user (for ecpds -user/-pass)", allow_abbrev=False)
+    add_ssl_argument(u)
     u.add_argument("--master")
     u.add_argument("--user")
     u.add_argument("--password")
@@ -102,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     ua.add_argument("--admin", action="store_true")
 
     ls = sub.add_parser("list", help="recent transfers", allow_abbrev=False)
+    add_ssl_argument(ls)
     ls.add_argument("--master")
     ls.add_argument("--destination")
     ls.add_argument("--status")
@@ -118,13 +125,19 @@ def main(argv: list[str]) -> int:
         return int(exc.code or 0)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
+        ssl = ssl_from_args(args)
+        if args.cmd in ("master", "mover", "up"):
+            # what the services write (catalogue, store, logs, master.json) is never group/world-writable,
+            # whatever umask they were started with
+            os.umask(os.umask(0o022) | 0o022)
         if args.cmd == "master":
             from .master import serve
 
             serve(args.home, args.port, args.host, checksum=args.checksum, max_retrievals=args.max_retrievals,
                   mover_timeout=args.mover_timeout, fetch_retries=args.fetch_retries,
                   fetch_retry_delay=args.fetch_retry_delay, store=args.store,
-                  housekeeping_interval=args.housekeeping_interval, exit_with_parent=args.exit_with_parent)
+                  housekeeping_interval=args.housekeeping_interval, exit_with_parent=args.exit_with_parent,
+                  ssl=ssl)
             return 0
         if args.cmd == "mover":
             from .mover import serve as serve_mover
@@ -146,12 +159,13 @@ def main(argv: list[str]) -> int:
             from .client import normalise_address
 
             serve_mover(normalise_address(args.master), secret, store, name=args.name, host=args.host, threads=args.threads,
-                        heartbeat=args.heartbeat, fsync=args.fsync, exit_with_parent=args.exit_with_parent)
+                        heartbeat=args.heartbeat, fsync=args.fsync, exit_with_parent=args.exit_with_parent,
+                        ssl=ssl)
             return 0
         if args.cmd == "up":
             return _up(args)
         return _admin(args)
-    except TransferError as exc:
+    except (TransferError, SecurityFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 255
     except FileNotFoundError as exc:
@@ -176,7 +190,7 @@ def _up(args: argparse.Namespace) -> int:
             print(f"error: --destination expects NAME=URL, got {spec!r}", file=sys.stderr)
             return 2
         dests.append((name, url))
-    with TransferService(args.home, movers=args.movers, port=args.port) as svc:
+    with TransferService(args.home, movers=args.movers, port=args.port, ssl=ssl_from_args(args)) as svc:
         with svc.client(timeout=10) as c:
             for name, url in dests:
                 c.add_destination(name, url, replace=True)
@@ -193,7 +207,7 @@ def _admin(args: argparse.Namespace) -> int:
     from .client import TransferClient
 
     with TransferClient(args.master, user=getattr(args, "user", None),
-                        password=getattr(args, "password", None), timeout=10) as c:
+                        password=getattr(args, "password", None), timeout=10, ssl=ssl_from_args(args) or False) as c:
         if args.cmd == "destination":
             if args.action == "add":
                 opts = {k: getattr(args, k) for k in ("max_connections", "retry_count", "retry_frequency",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import getpass
 import io
+import logging
 import os
 import shutil
 import socket
@@ -18,6 +19,7 @@ from typing import Any, BinaryIO
 
 import zmq
 
+from ..security import ClientCurve, CurveHandshakeError, KeyFileError, connect_checked
 from .wire import CHUNK, Checksum, TransferError, decode, encode, parse_at, parse_duration
 
 DEFAULT_PORT = 2640
@@ -78,8 +80,14 @@ class TransferClient:
 
     def __init__(self, master: str | None = None, *, host: str | None = None, port: int | None = None,
                  user: str | None = None, password: str | None = None, timeout: float = 30.0,
-                 local_handoff: bool = True) -> None:
+                 local_handoff: bool = True, ssl: bool | str | None = None,
+                 keys: str | os.PathLike | None = None) -> None:
         self.master = normalise_address(master) if master else default_master(host, port)
+        #: encryption switch (ecFlow's): None follows ``ECF_SSL``; True/"1" shared keys, "<host>.<port>" one
+        #: server's keys, False off. Keys (``server.key``, own ``client`` keypair) come from ``keys``.
+        setting = None if ssl is None else ("" if ssl is False else ("1" if ssl is True else str(ssl)))
+        self._curve = ClientCurve(setting, directory=keys)
+        self._mhost, _, self._mport = self.master.rpartition("/")[2].rpartition(":")
         #: same-host pushes of a file hand its open descriptor to the mover (kernel copy) instead of
         #: streaming the bytes over ZeroMQ; False forces streaming
         self.local_handoff = local_handoff
@@ -113,9 +121,7 @@ class TransferClient:
         timeout = self.timeout if timeout is None else timeout
         with self._lock:
             if self._sock is None:
-                self._sock = self._ctx.socket(zmq.DEALER)
-                self._sock.setsockopt(zmq.LINGER, 0)
-                self._sock.connect(self.master)
+                self._sock = self._connect(zmq.DEALER, self.master, min(timeout, 10.0))
             self._rid += 1
             hdr = {"op": op, "rid": self._rid, "unix_user": self._unix_user, **fields}
             if self.user:
@@ -134,6 +140,39 @@ class TransferClient:
             if not reply.get("ok"):
                 raise TransferError(reply.get("error") or "request refused")
             return reply
+
+    def enable_ssl(self, setting: str = "1") -> None:
+        """Encrypt the following connections with CurveZMQ (as ``ECF_SSL``; keys from ``ecflow-lab keys``)."""
+        self.close()
+        self._curve.enable_ssl(setting)
+
+    def disable_ssl(self) -> None:
+        """Talk in clear from the next connection on."""
+        self.close()
+        self._curve.disable_ssl()
+
+    @property
+    def ssl(self) -> bool:
+        return self._curve.enabled
+
+    def _connect(self, kind: int, endpoint: str, timeout: float = 10.0) -> zmq.Socket:
+        """A new socket connected to ``endpoint`` (a master or mover address).
+
+        With encryption on it is a Curve client of the master's keys, and the handshake is awaited so that a
+        refused key gives a clear TransferError at once instead of a request that hangs.
+        """
+        sock = self._ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        if not self._curve.enabled:
+            sock.connect(endpoint)
+            return sock
+        try:
+            self._curve.secure(sock, self._mhost, self._mport)
+            connect_checked(sock, endpoint, timeout=timeout, hint=f"keys in {self._curve.directory}")
+        except (CurveHandshakeError, KeyFileError) as exc:
+            sock.close(0)
+            raise TransferError(f"encrypted connection to {endpoint} refused: {exc}") from exc
+        return sock
 
     def ping(self) -> dict[str, Any]:
         return self.request("ping")
@@ -267,16 +306,15 @@ class TransferClient:
         The mover checksums what it stores (that checksum is verified again at every delivery); with
         ``verify`` the client also checksums the source on a helper thread and the mover compares.
         """
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
+        ipc = reply.get("mover_ipc") or ""
+        if ipc and reply.get("mover_host") == socket.gethostname() and os.path.exists(ipc[len("ipc://"):]):
+            endpoint = ipc  # same host: a Unix socket costs far less CPU than loopback TCP
+        else:
+            endpoint = reply["mover"]
+        sock = self._connect(zmq.DEALER, endpoint, self.timeout)
         sock.setsockopt(zmq.SNDHWM, 4)
         sock.setsockopt(zmq.SNDBUF, 4 << 20)
         sock.setsockopt(zmq.SNDTIMEO, 2000)
-        ipc = reply.get("mover_ipc") or ""
-        if ipc and reply.get("mover_host") == socket.gethostname() and os.path.exists(ipc[len("ipc://"):]):
-            sock.connect(ipc)  # same host: a Unix socket costs far less CPU than loopback TCP
-        else:
-            sock.connect(reply["mover"])
         hasher = Checksum(reply.get("checksum") or "sha256") if verify else None
         pool = ThreadPoolExecutor(1, thread_name_prefix="ecpds-hash")
         try:
@@ -416,7 +454,8 @@ class TransferClient:
         called: re-read with :meth:`transfers`. Returns the :class:`Watcher`; ``close()`` it (or use
         ``with``) to stop the thread.
         """
-        return Watcher(self.ping()["events"], callback, group=group, destination=destination)
+        return Watcher(self.ping()["events"], callback, group=group, destination=destination,
+                       connect=self._connect)
 
     def transfers(self, destination: str | None = None, status: str | None = None, group: str | None = None,
                   limit: int = 100, since: int | None = None) -> list[dict[str, Any]]:
@@ -473,8 +512,10 @@ class Watcher:
     """Owns a SUB socket and the thread reading it; :meth:`close` stops both."""
 
     def __init__(self, address: str, callback: Callable[[dict[str, Any]], None], *, group: str | None = None,
-                 destination: str | None = None) -> None:
+                 destination: str | None = None,
+                 connect: Callable[[int, str], zmq.Socket] | None = None) -> None:
         self.address = address
+        self._connect = connect
         self._callback = callback
         self._group, self._destination = group, destination
         self._stop = threading.Event()
@@ -484,10 +525,18 @@ class Watcher:
         self._ready.wait(5)
 
     def _run(self) -> None:
-        sock = zmq.Context.instance().socket(zmq.SUB)
-        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            if self._connect is not None:  # the client's (encrypted, if on) connection
+                sock = self._connect(zmq.SUB, self.address)
+            else:
+                sock = zmq.Context.instance().socket(zmq.SUB)
+                sock.setsockopt(zmq.LINGER, 0)
+                sock.connect(self.address)
+        except TransferError:
+            logging.getLogger("ecflow_lab.transfer.client").exception("watch: cannot connect")
+            self._ready.set()
+            return
         sock.setsockopt(zmq.SUBSCRIBE, b"transfer")
-        sock.connect(self.address)
         self._ready.set()
         last = None
         try:
@@ -509,8 +558,6 @@ class Watcher:
                     try:
                         self._callback(ev)
                     except Exception:  # a failing callback must not kill the watcher
-                        import logging
-
                         logging.getLogger("ecflow_lab.transfer.client").exception("watch callback failed")
         finally:
             sock.close(0)

@@ -31,6 +31,7 @@ from typing import Any
 
 import zmq
 
+from ..security import CurveServer
 from . import wire
 from .db import open_db, row
 from .destinations import make_destination
@@ -115,7 +116,8 @@ class Master:
     def __init__(self, home: str | Path, port: int = 0, host: str = "127.0.0.1", *, checksum: str = "sha256",
                  max_retrievals: int = 60, mover_timeout: float = 5.0, fetch_retries: int = 3,
                  fetch_retry_delay: float = 5.0, store: str | Path | None = None,
-                 housekeeping_interval: float = 30.0, exit_with_parent: bool = False) -> None:
+                 housekeeping_interval: float = 30.0, exit_with_parent: bool = False,
+                 ssl: str | None = None, keys: str | Path | None = None) -> None:
         self.home = Path(home).resolve()
         self.home.mkdir(parents=True, exist_ok=True)
         self.store = Path(store).resolve() if store else self.home / "store"
@@ -152,6 +154,10 @@ class Master:
         self.events_address = ""
         self._started = time.monotonic()
         self.db = None
+        #: ECF_SSL setting (None: plain; "1" or "<host>.<port>": CurveZMQ with keys from ``keys``)
+        self.ssl = ssl
+        self.keys = keys
+        self._curve: CurveServer | None = None
 
     # ------------------------------------------------------------------------------------------ lifetime
 
@@ -160,8 +166,11 @@ class Master:
 
     def run(self) -> None:
         """Bind, recover state from the catalogue, and serve until :meth:`stop`."""
-        ctx = zmq.Context.instance()
-        sock = ctx.socket(zmq.ROUTER)
+        # encryption on: both sockets are Curve servers in the CurveServer's context (its ZAP thread admits
+        # only the authorized client keys); off: plain sockets as before
+        self._curve = CurveServer.from_setting(self.ssl, self.host, self.port or None, directory=self.keys)
+        ctx = self._curve.context if self._curve else zmq.Context.instance()
+        sock = self._secure(ctx.socket(zmq.ROUTER))
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, 100000)
@@ -171,7 +180,7 @@ class Master:
         else:
             self.port = sock.bind_to_random_port(f"tcp://{self.host}")
         self.address = f"tcp://{self.host}:{self.port}"
-        pub = ctx.socket(zmq.PUB)
+        pub = self._secure(ctx.socket(zmq.PUB))
         pub.setsockopt(zmq.LINGER, 0)
         pub.setsockopt(zmq.SNDHWM, 100000)
         self.events_address = f"tcp://{self.host}:{pub.bind_to_random_port(f'tcp://{self.host}')}"
@@ -180,7 +189,7 @@ class Master:
         try:
             self._recover()
             info = {"address": self.address, "events": self.events_address, "pid": os.getpid(),
-                    "home": str(self.home), "store": str(self.store)}
+                    "home": str(self.home), "store": str(self.store), "ssl": self.ssl or ""}
             tmp = self.home / "master.json.tmp"
             tmp.write_text(json.dumps(info))
             os.replace(tmp, self.home / "master.json")
@@ -190,11 +199,17 @@ class Master:
         finally:
             sock.close(0)
             pub.close(0)
+            if self._curve is not None:
+                self._curve.close()
+                self._curve = None
             self.db.close()
             try:
                 (self.home / "master.json").unlink()
             except FileNotFoundError:
                 pass
+
+    def _secure(self, sock: zmq.Socket) -> zmq.Socket:
+        return self._curve.secure(sock) if self._curve is not None else sock
 
     def _recover(self) -> None:
         """Reload destinations and in-flight jobs; their movers get mover_timeout to come back and claim them."""

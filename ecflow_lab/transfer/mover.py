@@ -34,6 +34,7 @@ from typing import Any
 
 import zmq
 
+from ..security import ClientCurve, CurveServer
 from . import wire
 from .destinations import Cancelled, Connection, Destination, deliver, make_destination
 from .fastcopy import CopyCancelled, copy_and_hash, copy_only, hash_file
@@ -102,8 +103,13 @@ class Mover:
 
     def __init__(self, master: str, secret: bytes, store: str | Path, *, name: str | None = None,
                  host: str = "127.0.0.1", threads: int = 8, heartbeat: float = 0.5,
-                 upload_timeout: float = 120.0, fsync: bool = False, exit_with_parent: bool = False) -> None:
+                 upload_timeout: float = 120.0, fsync: bool = False, exit_with_parent: bool = False,
+                 ssl: str | None = None, keys: str | Path | None = None) -> None:
         self.master = master
+        #: ECF_SSL setting: the master connection is a Curve client and the data socket (pushes from
+        #: clients) a Curve server with the master's keypair, both from the key directory ``keys``
+        self.ssl = ssl
+        self.keys = keys
         self.secret = secret
         self.store = Path(store).resolve()
         self.store.mkdir(parents=True, exist_ok=True)
@@ -141,13 +147,24 @@ class Mover:
 
     def run(self) -> None:
         ctx = zmq.Context.instance()
+        mhost, _, mport = self.master.rpartition("/")[2].rpartition(":")
+        curve = CurveServer.from_setting(self.ssl, mhost, mport, directory=self.keys) if self.ssl else None
+        try:
+            self._run(ctx, curve, mhost, mport)
+        finally:
+            if curve is not None:
+                curve.close()
+
+    def _run(self, ctx: zmq.Context, curve: CurveServer | None, mhost: str, mport: str) -> None:
         ctl = ctx.socket(zmq.DEALER)
         ctl.setsockopt(zmq.IDENTITY, self.name.encode())
         ctl.setsockopt(zmq.LINGER, 0)
         ctl.setsockopt(zmq.RECONNECT_IVL, 100)
         ctl.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        if self.ssl:  # keeps reconnecting like a plain mover (the master may restart); a refusal is logged there
+            ClientCurve(self.ssl, directory=self.keys).secure(ctl, mhost, mport)
         ctl.connect(self.master)
-        data = ctx.socket(zmq.ROUTER)
+        data = curve.socket(zmq.ROUTER) if curve is not None else ctx.socket(zmq.ROUTER)
         data.setsockopt(zmq.LINGER, 0)
         data.setsockopt(zmq.RCVHWM, 8)
         data.setsockopt(zmq.RCVBUF, 4 << 20)

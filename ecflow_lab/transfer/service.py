@@ -32,9 +32,10 @@ class TransferService:
     def __init__(self, home: str | Path, movers: int = 2, port: int | None = None, *,
                  mover_threads: int = 8, mover_timeout: float = 5.0, heartbeat: float = 0.5,
                  master_args: list[str] | None = None, log_dir: str | Path | None = None,
-                 exit_with_parent: bool = True) -> None:
+                 exit_with_parent: bool = True, ssl: bool | str | None = None,
+                 keys: str | Path | None = None) -> None:
         self.home = Path(home).resolve()
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(mode=0o755, parents=True, exist_ok=True)  # explicit modes: never group/world-writable
         self.port = port or free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
         self.n_movers = movers
@@ -43,20 +44,30 @@ class TransferService:
         self.heartbeat = heartbeat
         self.master_args = master_args or []
         self.log_dir = Path(log_dir) if log_dir else self.home / "logs"
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
         #: children stop by themselves if this process dies without closing them (e.g. a killed kernel)
         self._owned = ["--exit-with-parent"] if exit_with_parent else []
         self.master: subprocess.Popen | None = None
         self.movers: list[subprocess.Popen] = []
         self._clients: list[TransferClient] = []
+        #: encryption (ECF_SSL semantics; None follows the environment) and the key directory, handed to
+        #: the children through ECF_SSL / ECFLOW_LAB_KEYS and to the clients made by :meth:`client`
+        self.env = dict(os.environ)
+        if keys is not None:
+            self.env["ECFLOW_LAB_KEYS"] = str(keys)
+        if ssl is not None:
+            self.env["ECF_SSL"] = "1" if ssl is True else (str(ssl) if ssl else "")
+        self.ssl: bool | str | None = ssl
+        self.keys = keys
 
     # ------------------------------------------------------------------------------------------ processes
 
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
-        log = open(self.log_dir / log_name, "ab")  # noqa: SIM115 - handed to the child
+        fd = os.open(self.log_dir / log_name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        log = os.fdopen(fd, "ab")  # handed to the child
         try:
             return subprocess.Popen([sys.executable, "-m", "ecflow_lab", "transfer", *args], stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env)
         finally:
             log.close()
 
@@ -86,7 +97,7 @@ class TransferService:
     def wait_movers(self, n: int | None = None, timeout: float = 20.0) -> None:
         n = self.n_movers if n is None else n
         deadline = time.monotonic() + timeout
-        with TransferClient(self.address, timeout=5) as c:
+        with TransferClient(self.address, timeout=5, ssl=self.ssl, keys=self.keys) as c:
             while True:
                 try:
                     if c.ping()["movers"] >= n:
@@ -111,6 +122,8 @@ class TransferService:
             self.master.wait()
 
     def client(self, **kwargs: Any) -> TransferClient:
+        kwargs.setdefault("ssl", self.ssl)
+        kwargs.setdefault("keys", self.keys)
         c = TransferClient(self.address, **kwargs)
         self._clients.append(c)
         return c
