@@ -44,8 +44,11 @@ def secret_from_env() -> bytes:
 
 
 def mac(key: bytes, frames: list) -> bytes:
+    """Keyed digest of ``frames``; each frame's length is hashed before it, so that nobody can move bytes
+    across frame boundaries (e.g. from a buffer into the pickled body) and keep the digest valid."""
     h = hashlib.blake2b(key=key[:64], digest_size=MAC_SIZE)
     for f in frames:
+        h.update(memoryview(f).nbytes.to_bytes(8, "little"))
         h.update(f)
     return h.digest()
 
