@@ -84,6 +84,27 @@ _BLOCKS: list[list[Any]] = []
 _DEPTH = [0]
 
 
+class NodeName(str):
+    """A node's name: a plain ``str`` that can also be called, because in ecFlow's Python API ``name()`` is a
+    method; scripts written for ecFlow (``t.name()``) and for us (``t.name``) both work."""
+
+    __slots__ = ()
+
+    def __call__(self) -> str:
+        return str.__str__(self)
+
+
+_NODE_NAMES: dict[str, NodeName] = {}
+
+
+def _node_name(name: str) -> NodeName:
+    """One shared NodeName per distinct name (as interning would give for plain strings)."""
+    n = _NODE_NAMES.get(name)
+    if n is None:
+        n = _NODE_NAMES[name] = NodeName(name)
+    return n
+
+
 def valid_name(name: str) -> bool:
     """ecFlow node names: ``[A-Za-z0-9_][A-Za-z0-9_.]*``."""
     return bool(_NAME_RE.match(name))
@@ -172,7 +193,7 @@ class Node:
         _record(self)
 
     def _init(self, name: str) -> None:
-        self.name = _intern(name)
+        self.name = _node_name(name)
         self.parent: NodeContainer | None = None
         self.variables: list[Variable] | None = None
         self.trigger: Trigger | None = None
