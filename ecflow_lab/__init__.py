@@ -8,6 +8,7 @@ sending child commands should not pay for Bokeh or Dask.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 __version__ = "0.1.0"
@@ -22,7 +23,9 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is not None:
         return getattr(importlib.import_module(module), name)
-    if not name.startswith("_"):
+    # ``from ecflow_lab import protocol`` asks here before importing the submodule: answer at once rather
+    # than import the whole definition model (job-side child commands must start fast).
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is None:
         defs = importlib.import_module("ecflow_lab.defs")
         if name in getattr(defs, "__all__", ()):
             return getattr(defs, name)
