@@ -149,7 +149,8 @@ class NodeTree(anywidget.AnyWidget):
             blob = self.table.take_delta()
             if blob is None:
                 return False
-            self.send({"type": "delta", "generation": self.table.generation, "seq": self.table.seq}, [blob])
+            self.send({"type": "delta", "generation": self.table.generation, "seq": self.table.seq,
+                       "sent": time.time() * 1000.0}, [blob])
             self.deltas_sent += 1
             self._deltas_since_snapshot += 1
             return True

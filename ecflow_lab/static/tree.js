@@ -424,6 +424,7 @@ function render({ model, el: host }) {
       if (structural || filter.size || search.value) rebuild();
       paint();
       afterPaint("lastUpdateMs", start);
+      if (msg.sent) requestAnimationFrame(() => { root.dataset.lastLatencyMs = (Date.now() - msg.sent).toFixed(1); });
     } else if (msg.type === "result") {
       status.textContent = `${msg.action} ${msg.path}: ${msg.ok ? "ok" : "failed: " + msg.text}`;
       status.classList.toggle("ecfl-error", !msg.ok);
