@@ -94,6 +94,7 @@ class Engine(Scheduler):
         if fn is None:
             raise RuntimeError(f"unknown request {cmd!r}")
         self.user_cmds += 1
+        self._cmd_context = True     # ecFlow's command context: a node completed by a user command
         out = fn(args, payload, user)
         if self.need_traversal:
             self.traverse_now = True
@@ -518,11 +519,13 @@ class Engine(Scheduler):
                 if st == A and M.is_task(t):
                     M.add_flag(t, "force_aborted")
                     self._touch(t, "flags", sorted(M.flags(t)))
-                if M.state(t) != st:
+                if st == C and M.is_task(t):
+                    # through the scheduler: a task with more time slots is re-queued for the next one
+                    self.miss_next_time_slot(t)
+                    self.set_state(t, st, propagate=False)
+                elif M.state(t) != st:
                     M.set_state(t, st)
                     self._touch(t, "state", st.name)
-            if not a.get("recursive") and M.children(n) and st == C:
-                pass
             self._propagate(M.parent(n))
             self._user_log(u, f"--force={name} {'recursive ' if a.get('recursive') else ''}{M.path(n)}")
         self.need_traversal = True
@@ -554,6 +557,7 @@ class Engine(Scheduler):
             for t in tasks:
                 if M.state(t) in (S, R):
                     self._release_limits(t)
+                self.before_user_run(t)      # a single time dependency must not run again (seed 001)
                 self.submit(t)
             self._user_log(u, f"--run {M.path(n)}")
         return None
@@ -600,12 +604,9 @@ class Engine(Scheduler):
             if "trigger" in kinds:
                 M.free_trigger(n)
             if "time" in kinds:
-                for attr in M.time_attrs(n):
-                    attr.free = True
-                for c in M.crons(n):
-                    c.free = True
+                self.free_time_deps(n)
             if "date" in kinds:
-                M.free_dates(n)
+                self.free_date_deps(n)
             self._touch(n)
             self._user_log(u, f"--free-dep {','.join(sorted(kinds))} {M.path(n)}")
         self.need_traversal = True
@@ -637,10 +638,17 @@ class Engine(Scheduler):
         return None
 
     def cmd_archive(self, a, p, u):
-        raise RuntimeError("archive is not supported by ecflow_lab yet (definitions stay in memory)")
+        for n in self._nodes(a):
+            self.archive_node(n)
+            self._user_log(u, f"--archive {M.path(n)}")
+        return None
 
     def cmd_restore(self, a, p, u):
-        raise RuntimeError("restore: nothing is archived (archive is not supported by ecflow_lab yet)")
+        for n in self._nodes(a):
+            self.restore_node(n)
+            self._user_log(u, f"--restore {M.path(n)}")
+        self.need_traversal = True
+        return None
 
     def cmd_plug(self, a, p, u):
         raise RuntimeError("plug (moving nodes between servers) is not supported by ecflow_lab")
