@@ -66,6 +66,11 @@ class Client:
             self._direct_port = int(env_direct)    # set by the server in its jobs' environment
         self._direct_ok = "ECF_LAB_ZMQ_ONLY" not in os.environ
         self._user = os.environ.get("ECF_USER") or _login()
+        # ECF_USER / set_user_name: a "custom" user, whose password is in the custom password file
+        self._custom_user = bool(os.environ.get("ECF_USER"))
+        self._passwd_cache: tuple[tuple[Any, ...], str | None] | None = None
+        # encryption (ECF_SSL, enable_ssl/disable_ssl); the security layer is imported only when it is on
+        self._ssl: str | None = _ssl_setting()
         # child command context (ECF_NAME, ECF_PASS, ECF_TRYNO, ECF_RID, timeouts) from the environment
         self._child_path = os.environ.get("ECF_NAME", "")
         self._child_pass = os.environ.get("ECF_PASS", "")
@@ -133,18 +138,66 @@ class Client:
         s = zmq.Context.instance().socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.IMMEDIATE, 1)
-        s.connect(f"tcp://{self._host}:{self._port}")
+        self._connect_checked(s, self._port)
         return s
+
+    def _connect_checked(self, s: Any, port: int | str) -> None:
+        """Connect ``s`` (Curve-secured when SSL is on) and wait for the handshake, so that a refused key or
+        a plain/encrypted mismatch is a clear RuntimeError instead of a request that waits forever."""
+        from ecflow_lab.security import ClientCurve, CurveHandshakeError, SecurityFileError
+
+        try:
+            ClientCurve(self._ssl or "").connect(s, self._host, self._port, timeout=10.0,
+                                                 endpoint=f"tcp://{self._host}:{port}")
+        except (CurveHandshakeError, SecurityFileError) as exc:
+            s.close(linger=0)
+            raise RuntimeError(f"cannot connect to ecflow_lab server {self._host}:{self._port}: {exc}") from None
+
+    def _auth(self) -> dict[str, Any] | None:
+        """The password to send with user commands, found as ecFlow's client finds it (ECF_PASSWD /
+        ECF_CUSTOM_PASSWD, else ``<host>.<port>.ecf.(custom_)passwd`` in the current folder); one stat
+        per request, the file is read again only when it changed. None when there is nothing to send."""
+        custom = self._custom_user
+        default = "ecf.custom_passwd" if custom else "ecf.passwd"
+        name = os.environ.get("ECF_CUSTOM_PASSWD" if custom else "ECF_PASSWD") or default
+        if name == default:
+            name = f"{self._host}.{self._port}.{default}"
+        path = os.path.abspath(os.path.expanduser(name))
+        try:
+            mtime: int | None = os.stat(path).st_mtime_ns
+        except OSError:
+            mtime = None
+        key = (self._user, custom, path, mtime)
+        if self._passwd_cache is None or self._passwd_cache[0] != key:
+            pw: str | None = None
+            if mtime is not None:
+                from ecflow_lab.security import PasswdFile, SecurityFileError
+
+                try:
+                    pw = PasswdFile.load(path).password_for(self._user, self._host, self._port)
+                except SecurityFileError as exc:
+                    raise RuntimeError(str(exc)) from None
+            self._passwd_cache = (key, pw)
+        pw = self._passwd_cache[1]
+        if pw is None and not custom:
+            return None
+        return {"passwd": pw, "custom": custom}
+
+    def _with_auth(self, args: dict[str, Any] | None) -> dict[str, Any] | None:
+        auth = self._auth()
+        return args if auth is None else {**(args or {}), "__auth": auth}
 
     def _call(self, cmd: str, args: dict[str, Any] | None = None, payload: str | bytes | None = None,
               *, child: bool = False, timeout: float | None = None) -> tuple[Any, bytes | None]:
         """One request/reply. User commands fail fast when the server is down; child commands retry
         until ECF_TIMEOUT (the server may be restarting from its checkpoint)."""
+        if not child and cmd not in protocol.CHILD_COMMANDS:
+            args = self._with_auth(args)
         body = protocol.encode_request(cmd, args, payload, self._user)
         deadline = time.monotonic() + (timeout if timeout is not None else
                                        (self._child_timeout if child else self._user_timeout))
         with self._lock:
-            if self._direct_ok:
+            if self._direct_ok and not self._ssl:   # the direct channel is plain TCP
                 out = self._direct_call(body, deadline)
                 if out is not None:
                     return out
@@ -156,7 +209,8 @@ class Client:
         if self._direct is None:
             try:
                 if self._direct_port is None:
-                    info, _ = self._zmq_call("info", [b""] + protocol.encode_request("info"), False,
+                    info, _ = self._zmq_call("info", [b""] + protocol.encode_request("info", self._with_auth(None), None, self._user),
+                                             False,
                                              time.monotonic() + 10)
                     self._direct_port = int(info.get("direct_port") or 0)
                 if not self._direct_port:
@@ -251,16 +305,23 @@ class Client:
         self._retry_period = float(seconds)
 
     def set_user_name(self, name: str) -> None:
+        """Act as ``name`` (ecFlow: a custom user, checked against the custom password file)."""
         self._user = name
+        self._custom_user = True
 
     def debug(self, flag: bool) -> None:
         self._debug = bool(flag)
 
     def enable_ssl(self) -> None:
-        raise RuntimeError("ssl is not supported by ecflow_lab; use CurveZMQ keys (ecflow-lab keys)")
+        """Encrypt with CurveZMQ from the next request on (as ``ECF_SSL=1``; keys from ``ecflow-lab keys``,
+        in ``$ECFLOW_LAB_KEYS`` or ``~/.ecflow_lab/keys``). ``ECF_SSL=<host>.<port>`` picks per-server keys."""
+        self.close()
+        self._ssl = _ssl_setting() or "1"
 
     def disable_ssl(self) -> None:
-        """No-op: the connection is plain ZeroMQ."""
+        """Talk in clear from the next request on."""
+        self.close()
+        self._ssl = None
 
     def version(self) -> str:
         return CLIENT_VERSION
@@ -807,6 +868,15 @@ def _login() -> str:
         return "unknown"
 
 
+def _ssl_setting() -> str | None:
+    """``ECF_SSL`` as the security layer reads it (None: off), without importing it when unset."""
+    if not os.environ.get("ECF_SSL"):
+        return None
+    from ecflow_lab.security import ssl_setting
+
+    return ssl_setting()
+
+
 class Subscription:
     """A background SUB thread delivering the server's change deltas; stop it with ``close()``.
 
@@ -817,6 +887,8 @@ class Subscription:
     def __init__(self, client: Client, callback: Callable[[dict[str, Any]], None]) -> None:
         self._callback = callback
         self._host, self._port = client.get_host(), client.get_port()
+        self._ssl = client._ssl
+        self._user = (client._user, client._custom_user)
         info = client._user_cmd("info")
         self._pub = f"tcp://{self._host}:{info['pub_port']}"
         self._stop = threading.Event()
@@ -837,8 +909,13 @@ class Subscription:
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, protocol.DELTA_TOPIC)
-        sub.connect(self._pub)
         client = Client(self._host, self._port)
+        client._ssl = self._ssl
+        client._user, client._custom_user = self._user
+        if self._ssl:
+            client._connect_checked(sub, self._pub.rpartition(":")[2])
+        else:
+            sub.connect(self._pub)
         try:
             time.sleep(0.05)   # let the subscription reach the publisher before the snapshot
             seq = self._snapshot(client)

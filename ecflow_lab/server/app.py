@@ -45,6 +45,7 @@ from typing import Any
 import zmq
 
 import ecflow_lab.protocol as protocol
+from ecflow_lab.security.curve import peer_user
 from ecflow_lab.server.checkpoint import (
     DEFAULT_INTERVAL,
     SAVE_ALARM_S,
@@ -90,7 +91,7 @@ class SuiteServer:
                  http_port: int | None = 0, pub_port: int = 0, state: str = "RUNNING",
                  clock: Any = None, checkpoint_mode: str = "ON_TIME",
                  checkpoint_interval: int = DEFAULT_INTERVAL, restore: bool = True,
-                 interval: float = 60.0) -> None:
+                 interval: float = 60.0, ssl: str | None = None) -> None:
         self.home = Path(home).absolute()
         self.home.mkdir(parents=True, exist_ok=True)
         self.host = host
@@ -126,6 +127,12 @@ class SuiteServer:
         self._direct: socket.socket | None = None
         self.direct_port = 0
         self.started_at = time.time()
+        #: ECF_SSL setting (None: plain). With it, ROUTER and PUB are Curve servers (keys from
+        #: ``ecflow-lab keys``) and the plain direct channel is not offered.
+        self.ssl = ssl
+        self.curve: Any = None
+        #: white list and password files (ecFlow's), checked for every user request
+        self.access: Any = None
 
     # ------------------------------------------------------------------ lifetime
     @property
@@ -138,12 +145,23 @@ class SuiteServer:
 
     def start(self) -> SuiteServer:
         """Bind the sockets, restore the checkpoint, start the threads; returns self."""
+        from ecflow_lab.security import CurveServer, SecurityFileError
         from ecflow_lab.server.engine import Engine
 
+        if self.ssl and self.curve is None:
+            try:
+                self.curve = CurveServer.from_setting(self.ssl, self.hostname, self._want_port or None)
+            except SecurityFileError as exc:
+                raise RuntimeError(f"encryption is on (ECF_SSL / --ssl) but {exc}") from None
+            self._ctx = self.curve.context   # inproc peers (HTTP thread) must share the router's context
         router = self._ctx.socket(zmq.ROUTER)
+        if self.curve is not None:
+            self.curve.secure(router)
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         pub = self._ctx.socket(zmq.PUB)
+        if self.curve is not None:
+            self.curve.secure(pub)
         pub.setsockopt(zmq.LINGER, 0)
         pub.setsockopt(zmq.SNDHWM, 100000)
         try:
@@ -172,18 +190,33 @@ class SuiteServer:
         except zmq.ZMQError as exc:
             router.close()
             pub.close()
+            self._close_curve()
             raise RuntimeError(f"server cannot bind port {self._want_port or self.port} on {self.host}: "
                                f"{exc}") from None
-        self._direct = socket.socket()
-        self._direct.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self._direct.bind((self.host, int(previous.get("direct_port") or 0)))
-        except OSError:
-            self._direct.bind((self.host, 0))
-        self._direct.listen(128)
-        self._direct.setblocking(False)
-        self.direct_port = self._direct.getsockname()[1]
+        if self.curve is None:   # the direct channel is plain TCP: not offered when traffic must be encrypted
+            self._direct = socket.socket()
+            self._direct.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                self._direct.bind((self.host, int(previous.get("direct_port") or 0)))
+            except OSError:
+                self._direct.bind((self.host, 0))
+            self._direct.listen(128)
+            self._direct.setblocking(False)
+            self.direct_port = self._direct.getsockname()[1]
         self.log = ServerLog(self.file("ecf.log"), self._clock)
+        from ecflow_lab.security import ServerAccess
+
+        try:
+            self.access = ServerAccess(self.home, self.hostname, self.port, log=self.log.msg)
+        except SecurityFileError as exc:
+            self.log.err(str(exc))
+            router.close(linger=0)
+            pub.close(linger=0)
+            if self._direct is not None:
+                self._direct.close()
+            self.log.close()
+            self._close_curve()
+            raise RuntimeError(f"cannot start: {exc}") from None
         self.engine = Engine(self, clock=self._clock)
         self.log.msg(f"--start ecflow_lab server on {self.host}:{self.port} home {self.home}")
         if self._restore:
@@ -271,7 +304,13 @@ class SuiteServer:
             self.log.close()
             self.log = None
         self._write_info(running=False)   # kept: a restart on this home and port reuses the ports
+        self._close_curve()
         self._stopped.set()
+
+    def _close_curve(self) -> None:
+        if self.curve is not None:
+            self.curve.close()
+            self.curve = None
 
     # ------------------------------------------------------------------ owner thread
     def _owner(self, router: zmq.Socket, pub: zmq.Socket) -> None:
@@ -309,12 +348,19 @@ class SuiteServer:
                             self._accept(listener, poller, conns)
                         elif fd in conns:
                             self._read_direct(conns[fd][0], poller, conns, direct)
+                    curve = self.curve is not None
                     for _ in range(2000):
                         try:
-                            frames = router.recv_multipart(zmq.NOBLOCK, copy=True)
+                            if curve:   # the key's user name travels as a property of the frames
+                                raw = router.recv_multipart(zmq.NOBLOCK, copy=False)
+                                peer = peer_user(raw[-1])
+                                frames = [f.bytes for f in raw]
+                            else:
+                                frames = router.recv_multipart(zmq.NOBLOCK, copy=True)
+                                peer = None
                         except zmq.Again:
                             break
-                        pending.append(self._handle(frames))
+                        pending.append(self._handle(frames, peer))
                         if self._stopping.is_set():
                             break
                     if self.checkpoint_mode == "ALWAYS" and engine.dirty_since_checkpoint:
@@ -452,7 +498,7 @@ class SuiteServer:
         # called in the saver thread: only note it; the owner logs on the next checkpoint request
         self.last_checkpoint_error = message
 
-    def _handle(self, frames: list[bytes]) -> list[bytes]:
+    def _handle(self, frames: list[bytes], peer: str | None = None) -> list[bytes]:
         # ROUTER frames: [identity, (empty delimiter), header, payload?]
         ident = frames[0]
         body = frames[1:]
@@ -463,6 +509,14 @@ class SuiteServer:
         self.requests += 1
         try:
             cmd, args, payload, user = protocol.decode_request(body)
+            auth = args.pop("__auth", None)
+            if self.access is not None and cmd not in protocol.CHILD_COMMANDS:
+                # user requests: password files, then the white list (job commands carry the job password)
+                if peer:
+                    user = peer   # a Curve key is an authenticated identity; a claimed name is not
+                auth = auth if isinstance(auth, dict) else {}
+                self.access.authorize_request(user, cmd, args, passwd=auth.get("passwd"),
+                                              custom=bool(auth.get("custom")))
             result, out = self.engine.dispatch(cmd, args, payload, user)
             reply = protocol.encode_reply(result, out)
         except protocol.ProtocolError as exc:

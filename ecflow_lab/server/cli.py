@@ -14,6 +14,7 @@ import sys
 import time
 
 from ecflow_lab.client import DEFAULT_PORT, Client
+from ecflow_lab.security.curve import add_ssl_argument, ssl_from_args
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--checkpoint-interval", type=int, default=120, help="seconds between ON_TIME checkpoints")
     ap.add_argument("--interval", type=float, default=60.0, help="ECF_INTERVAL: seconds between time checks")
     ap.add_argument("--no-restore", action="store_true", help="ignore an existing checkpoint")
+    add_ssl_argument(ap)
     return ap
 
 
@@ -63,7 +65,8 @@ def main(argv: list[str]) -> int:
 
     srv = SuiteServer(home, a.port, a.host, http_port=a.http_port, pub_port=a.pub_port,
                       state="HALTED" if a.halted else "RUNNING", checkpoint_mode=a.checkpoint_mode,
-                      checkpoint_interval=a.checkpoint_interval, restore=not a.no_restore, interval=a.interval)
+                      checkpoint_interval=a.checkpoint_interval, restore=not a.no_restore, interval=a.interval,
+                      ssl=ssl_from_args(a))
     try:
         srv.start()
     except RuntimeError as exc:

@@ -81,6 +81,8 @@ class Engine(Scheduler):
         self.job_env["PATH"] = f"{shim_dir}{os.pathsep}{os.environ.get('PATH', '')}"
         if getattr(self.server, "direct_port", 0):
             self.job_env["ECF_LAB_DIRECT_PORT"] = str(self.server.direct_port)
+        if getattr(self.server, "ssl", None):   # the jobs' ecflow_client must encrypt as well
+            self.job_env["ECF_SSL"] = str(self.server.ssl)
         self.server_vars.setdefault("ECF_CLIENT_EXE_PATH", str(exe))
 
     def set_http_port(self, port: int) -> None:
@@ -178,8 +180,15 @@ class Engine(Scheduler):
         return None
 
     def cmd_reload(self, a, p, u):
+        """reload_wl_file / reload_passwd_file / reload_custom_passwd_file: a bad file is refused with its
+        name and line, and the rules in force stay."""
         what = a.get("what", "")
-        self._user_log(u, f"--reload {what}: no {what} file in use (every user may connect)")
+        access = getattr(self.server, "access", None)
+        if access is None:
+            self._user_log(u, f"--reload {what}: no {what} file in use (every user may connect)")
+            return None
+        path = access.reload(what)
+        self._user_log(u, f"--reload {what} {path}")
         return None
 
     def cmd_log(self, a, p, u):
