@@ -311,9 +311,27 @@ class SuiteGantt(_GanttBase):
                 data[c].append(row[c])
         return data
 
+    @classmethod
+    def follow(cls, client: Any, **kwargs: Any) -> SuiteGantt:
+        """A Gantt that draws ``client``'s server live (a subscription owned by the Gantt; :meth:`close`)."""
+        gantt = cls(**kwargs)
+        gantt.start()
+        gantt._subscription = client.subscribe(gantt.on_delta)
+        return gantt
+
+    def close(self) -> None:
+        """Stop following the server (if following), then the streaming thread."""
+        sub, self._subscription = getattr(self, "_subscription", None), None
+        if sub is not None:
+            sub.close()
+        super().close()
+
     def on_delta(self, msg: dict[str, Any]) -> None:
         """``Client.subscribe`` callback: record each state change with the time it arrived."""
-        if msg.get("full"):
+        if msg.get("full"):  # a snapshot: from now on only tasks get lanes
+            from ecflow_lab.jupyter.rows import KIND_CODE, walk_defs
+
+            self.tasks = {p for p, _parent, _node, kind in walk_defs(msg["defs"]) if kind == KIND_CODE["task"]}
             return
         t = float(msg.get("time", time.time()))
         for change in msg.get("changes", ()) or ():

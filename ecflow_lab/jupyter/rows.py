@@ -114,9 +114,28 @@ def node_attrs(node: Any) -> dict[str, Any]:
     return out
 
 
-def walk_defs(defs: Any) -> Iterator[tuple[str, int, Any, int]]:
-    """Depth-first ``(path, parent_row, node, kind)`` over a Defs-shaped object; rows numbered in order."""
-    stack: list[tuple[Any, str, int]] = [(s, "", -1) for s in reversed(_children(defs))]
+def find_node(defs: Any, path: str) -> Any:
+    """The node at absolute ``path`` in a Defs-shaped object, or None."""
+    node = defs
+    for part in path.strip("/").split("/"):
+        node = next((c for c in _children(node) if str(_get(c, "name")) == part), None)
+        if node is None:
+            return None
+    return node
+
+
+def walk_defs(defs: Any, root: str | None = None) -> Iterator[tuple[str, int, Any, int]]:
+    """Depth-first ``(path, parent_row, node, kind)`` over a Defs-shaped object; rows numbered in order.
+
+    With ``root`` (an absolute node path) only that node and its descendants are walked.
+    """
+    if root and root.strip("/"):
+        node = find_node(defs, root)
+        if node is None:
+            return
+        stack: list[tuple[Any, str, int]] = [(node, root.rstrip("/").rsplit("/", 1)[0], -1)]
+    else:
+        stack = [(s, "", -1) for s in reversed(_children(defs))]
     row = 0
     while stack:
         node, parent_path, parent = stack.pop()
@@ -131,7 +150,9 @@ def walk_defs(defs: Any) -> Iterator[tuple[str, int, Any, int]]:
 class RowTable:
     """Flat columnar table of a suite tree, thread-safe, with a dirty set for throttled deltas."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: str | None = None) -> None:
+        #: show only this node and its descendants (``None``/``"/"``: everything); other paths are ignored
+        self.root = root.rstrip("/") if root and root.strip("/") else None
         self.lock = threading.RLock()
         self.paths: list[str] = []
         self.index: dict[str, int] = {}
@@ -153,9 +174,9 @@ class RowTable:
         return len(self.paths)
 
     @classmethod
-    def from_defs(cls, defs: Any) -> RowTable:
+    def from_defs(cls, defs: Any, root: str | None = None) -> RowTable:
         """Build the table from a Defs snapshot (states, suspended flags and attributes included)."""
-        table = cls()
+        table = cls(root)
         table.load_defs(defs)
         return table
 
@@ -168,7 +189,7 @@ class RowTable:
         flags: list[int] = []
         kinds: list[int] = []
         attrs: dict[int, dict[str, Any]] = {}
-        for row, (path, parent, node, kind) in enumerate(walk_defs(defs)):
+        for row, (path, parent, node, kind) in enumerate(walk_defs(defs, self.root)):
             paths.append(path)
             names.append(path.rsplit("/", 1)[1])
             parents.append(parent)
@@ -231,6 +252,10 @@ class RowTable:
         self.kind[row] = kind
         return row
 
+    def shows(self, path: str) -> bool:
+        """Whether ``path`` belongs in this table (inside ``root``)."""
+        return self.root is None or path == self.root or path.startswith(self.root + "/")
+
     def _columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         n = len(self.paths)
         return self.parent[:n], self.state[:n], self.flags[:n], self.kind[:n]
@@ -250,13 +275,16 @@ class RowTable:
             for path in msg.get("removed", ()) or ():
                 self._remove(path)
             for path in msg.get("added", ()) or ():
+                if not self.shows(path):
+                    continue
                 if path not in self.index or self.flags[self.index[path]] & REMOVED:
                     need.append(path)
             for change in msg.get("changes", ()) or ():
                 path = change.get("path")
                 row = self.index.get(path)
                 if row is None:
-                    need.append(path)
+                    if self.shows(path):
+                        need.append(path)
                     continue
                 self._apply_change(row, change)
         return need
@@ -315,7 +343,7 @@ class RowTable:
         """Append rows for nodes of ``defs`` the table lacks (after ``added``); returns how many."""
         added = 0
         with self.lock:
-            for path, _parent, node, kind in walk_defs(defs):
+            for path, _parent, node, kind in walk_defs(defs, self.root):
                 row = self.index.get(path)
                 state = state_code(_get(node, "state", "get_state", default=None))
                 if row is None:

@@ -38,7 +38,7 @@ class NodeTree(anywidget.AnyWidget):
     """A collapsible, filterable, virtual-scrolling tree of a suite definition that follows the server.
 
     ``NodeTree(defs)`` shows a static snapshot; ``NodeTree.follow(client)`` subscribes to the server's
-    deltas and keeps itself up to date until :meth:`close`.
+    deltas and keeps itself up to date until :meth:`close`. ``root="/suite/family"`` shows one subtree.
     """
 
     _esm = STATIC / "tree.js"
@@ -55,9 +55,9 @@ class NodeTree(anywidget.AnyWidget):
     actions = traitlets.List(list(ACTIONS)).tag(sync=True)
 
     def __init__(self, defs: Any = None, *, client: Any = None, table: RowTable | None = None,
-                 interval: float = 0.1, **kwargs: Any) -> None:
+                 root: str | None = None, interval: float = 0.1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.table = table if table is not None else RowTable()
+        self.table = table if table is not None else RowTable(root)
         if defs is not None and table is None:
             self.table.load_defs(defs)
         self.client = client
@@ -126,6 +126,7 @@ class NodeTree(anywidget.AnyWidget):
         need = self.table.apply(msg)
         if need and self.client is not None:
             try:
+                self.client.sync_local()  # the client's own copy, brought up to date, has the new nodes
                 self.table.merge_defs(self.client.get_defs())
             except Exception as exc:  # the next full snapshot repairs the tree
                 self.status = f"could not fetch new nodes: {exc}"
