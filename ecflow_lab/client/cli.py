@@ -238,6 +238,8 @@ def main(argv: list[str]) -> int:
             extra["add"] = dict(x.split("=", 1) for x in values if "=" in x)
         elif name == "remove":
             extra["remove"] = values
+        elif name == "ssl":   # ecflow_client --ssl: same as ECF_SSL=1
+            extra["ssl"] = True
         elif name == "force":
             if values:
                 main_cmds.append((name, values))
@@ -250,6 +252,8 @@ def main(argv: list[str]) -> int:
     ci = Client(opts.get("host") or None, opts.get("port") or None)
     if opts.get("user"):
         ci.set_user_name(opts["user"])
+    if extra.get("ssl"):
+        ci.enable_ssl()
     if opts.get("rid"):
         ci.set_child_pid(opts["rid"])
     if opts.get("password"):

@@ -304,3 +304,60 @@ def test_capture_shows_no_variable_value_with_ssl(servers, tmp_path, keydir, mon
     marker, secure = _marker_exchange(servers, tmp_path, keydir, True, backend, monkeypatch)
     assert secure, "the capture saw no traffic at all"
     assert marker not in secure and marker[:12] not in secure
+
+
+def test_wrong_job_password_over_zmq_and_http_user_commands_under_white_list(servers, tmp_path, monkeypatch):
+    srv = servers(tmp_path / "home", files={"ecf.lists": "4.4.14\n-bob\n"})
+    ci = Client("127.0.0.1", srv.port)
+    _load(ci, tmp_path)
+    ci.begin_suite("sec")
+    http = ci._call("info")[0]["http_port"]
+    monkeypatch.setenv("ECF_DENIED", "1")   # a refused job command fails at once instead of blocking
+    job = Client("127.0.0.1", srv.port)
+    job.set_child_path("/sec/f/t")
+    job.set_child_password("notthejobpw")
+    job.set_child_pid("777")
+    job.set_child_timeout(20)
+    with pytest.raises(RuntimeError):
+        job.child_init()
+    job.close()
+    assert "/sec/f/t" in srv.wait_log("zombie") and "zombie" in srv.log_text()
+    assert any(z["path"] == "/sec/f/t" and z["pid"] == "777" for z in ci.zombie_get())
+    # user commands over HTTP are user requests too: the white list does not name them, so they are refused
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"http://127.0.0.1:{http}/v1/query?kind=state&path=/sec", timeout=20)
+    assert err.value.code in (400, 403) and b"http" in err.value.read()
+    ci.close()
+
+
+def test_command_line_client_ssl_and_user(servers, tmp_path, keydir):
+    from ecflow_lab.security import authorize_client
+
+    # bob has his own client key, authorized on the server under his name; he trusts the server's key
+    bobkeys = tmp_path / "bobkeys"
+    generate_keypair("client", bobkeys)
+    shutil.copy(keydir / "server.key", bobkeys / "server.key")
+    authorize_client(bobkeys / "client.key", keydir, name="bob")
+    srv = servers(tmp_path / "home", "--ssl", env={"ECFLOW_LAB_KEYS": str(keydir)},
+                  files={"ecf.lists": "4.4.14\n-bob\n"})
+
+    def client(*args: str, keys: Path = keydir) -> subprocess.CompletedProcess:
+        env = {**os.environ, "ECFLOW_LAB_KEYS": str(keys)}
+        env.pop("ECF_SSL", None)
+        return subprocess.run([sys.executable, "-m", "ecflow_lab", "client", f"--port={srv.port}",
+                               "--host=127.0.0.1", *args], capture_output=True, text=True, env=env, timeout=60)
+
+    r = client("--ssl", "--ping")
+    assert r.returncode == 0, r.stderr
+    f = tmp_path / "s.def"
+    f.write_text(SUITE.format(marker="m"))
+    r = client("--ssl", "--load", str(f))   # the owner's key: the server's user, read-write
+    assert r.returncode == 0, r.stderr
+    r = client("--ssl", "--suspend", "/sec", keys=bobkeys)
+    assert r.returncode != 0 and "bob" in r.stderr   # bob's key is read-only in the white list...
+    r = client("--ssl", "--user", "alice", "--suspend", "/sec", keys=bobkeys)
+    assert r.returncode != 0 and "bob" in r.stderr   # ...and a claimed name does not change who he is
+    r = client("--ssl", "--get", keys=bobkeys)
+    assert r.returncode == 0 and "suite sec" in r.stdout, r.stderr
+    r = client("--ping")   # no --ssl, no ECF_SSL: refused with a message that says why
+    assert r.returncode != 0 and "Curve" in r.stderr
