@@ -57,6 +57,8 @@ def main(argv: list[str]) -> int:
         finally:
             ci.close()
         return 0
+    # what the server writes (checkpoint, log, job files) is never group/world-writable, whatever the umask
+    os.umask(os.umask(0o022) | 0o022)
     home = os.path.abspath(a.home)
     os.makedirs(home, exist_ok=True)
     if a.background:

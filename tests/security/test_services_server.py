@@ -11,6 +11,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -361,3 +362,33 @@ def test_command_line_client_ssl_and_user(servers, tmp_path, keydir):
     assert r.returncode == 0 and "suite sec" in r.stdout, r.stderr
     r = client("--ping")   # no --ssl, no ECF_SSL: refused with a message that says why
     assert r.returncode != 0 and "Curve" in r.stderr
+
+
+def test_server_writes_no_world_writable_files(servers, tmp_path):
+    old = os.umask(0)   # a careless umask in the starting shell
+    try:
+        srv = servers(tmp_path / "home")
+    finally:
+        os.umask(old)
+    ci = Client("127.0.0.1", srv.port)
+    _load(ci, tmp_path)
+    ci.checkpt()
+    ci.close()
+    srv.stop()
+    written = [p for p in srv.home.rglob("*") if p.name != "server.out"]   # server.out: made by this test
+    assert any(p.name.endswith(".ecf.check") for p in written) and any(p.name.endswith(".ecf.log") for p in written)
+    loose = [f"{p} {stat.S_IMODE(p.stat().st_mode):04o}" for p in written if p.stat().st_mode & stat.S_IWOTH]
+    assert loose == []
+
+
+def test_server_binds_loopback_by_default(servers, tmp_path):
+    srv = servers(tmp_path / "home")
+    ci = Client("127.0.0.1", srv.port)
+    info = ci._call("info")[0]
+    ci.close()
+    import psutil
+
+    ports = {srv.port, info["pub_port"], info["http_port"], info["direct_port"]}
+    listening = {c.laddr.port: c.laddr.ip for c in psutil.Process(srv.proc.pid).net_connections("tcp")
+                 if c.status == psutil.CONN_LISTEN}
+    assert ports <= set(listening) and {listening[p] for p in ports} == {"127.0.0.1"}
