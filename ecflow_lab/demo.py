@@ -207,6 +207,38 @@ def reap_jobs(home: Path, timeout: float = 3.0) -> int:
     return len(victims)
 
 
+class _Recorder:
+    """Subscription callback feeding the suite Gantt; also takes full snapshots, which a subscriber gets
+    after a gap in the delta sequence (e.g. a slow joiner on a loaded machine), so no state change is lost."""
+
+    def __init__(self, gantt: Any) -> None:
+        import threading
+
+        self.gantt = gantt
+        self.last: dict[str, str] = {}
+        self.loaded = threading.Event()
+
+    def __call__(self, msg: dict[str, Any]) -> None:
+        if msg.get("full"):
+            t = time.time()
+            for node in msg["defs"].get_all_tasks():
+                path, state = node.get_abs_node_path(), node.state.name
+                if path in (self.gantt.tasks or ()):
+                    self.loaded.set()
+                    if self.last.get(path) != state:
+                        self.last[path] = state
+                        self.gantt.record(path, state, t)
+            return
+        if any(p == f"/{SUITE}" for p in msg.get("added", ()) or ()):
+            self.loaded.set()
+        for change in msg.get("changes", ()) or ():
+            if change.get("state"):
+                self.last[change["path"]] = str(change["state"])
+            if change["path"].startswith(f"/{SUITE}"):
+                self.loaded.set()
+        self.gantt.on_delta(msg)
+
+
 def _task_timings(gantt: Any) -> dict[str, dict[str, float]]:
     """Per task, from the suite Gantt's spans: first submission, end, time active and number of runs."""
     d = gantt.source.data
@@ -238,10 +270,12 @@ def run_suite(home: Path, stack: contextlib.ExitStack, timeout: float) -> dict[s
     gantt = SuiteGantt(title=f"suite /{SUITE}: submitted and active spans per task")
     gantt.tasks = {n.get_abs_node_path() for n in defs.get_all_tasks()}
     stack.callback(gantt.close)
-    sub = ci.subscribe(gantt.on_delta)
+    recorder = _Recorder(gantt)
+    sub = ci.subscribe(recorder)
     stack.callback(sub.close)
     t0 = time.monotonic()
     ci.load(defs)
+    recorder.loaded.wait(10)   # the subscriber sees the suite before it begins: no early change is missed
     ci.begin_suite(SUITE)
     state = ""
     while time.monotonic() - t0 < timeout:
@@ -471,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if remove_home:
             shutil.rmtree(home, ignore_errors=True)
+            print(f"temporary home {home} removed (--keep keeps it)")
         elif a.home is None:
             print(f"home kept: {home}")
 
