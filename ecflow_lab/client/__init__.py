@@ -68,7 +68,7 @@ class Client:
         self._user = os.environ.get("ECF_USER") or _login()
         # ECF_USER / set_user_name: a "custom" user, whose password is in the custom password file
         self._custom_user = bool(os.environ.get("ECF_USER"))
-        self._passwd_cache: tuple[tuple[Any, ...], str | None] | None = None
+        self._passwd_cache: tuple[tuple[Any, ...], str | None, float] | None = None
         # encryption (ECF_SSL, enable_ssl/disable_ssl); the security layer is imported only when it is on
         self._ssl: str | None = _ssl_setting()
         # child command context (ECF_NAME, ECF_PASS, ECF_TRYNO, ECF_RID, timeouts) from the environment
@@ -155,30 +155,37 @@ class Client:
 
     def _auth(self) -> dict[str, Any] | None:
         """The password to send with user commands, found as ecFlow's client finds it (ECF_PASSWD /
-        ECF_CUSTOM_PASSWD, else ``<host>.<port>.ecf.(custom_)passwd`` in the current folder); one stat
-        per request, the file is read again only when it changed. None when there is nothing to send."""
+        ECF_CUSTOM_PASSWD, else ``<host>.<port>.ecf.(custom_)passwd`` in the current folder). Looked up
+        at most once a second (a stat; the file is read again only when it changed): a loop of user
+        commands does not pay for it. None when there is nothing to send."""
         custom = self._custom_user
-        default = "ecf.custom_passwd" if custom else "ecf.passwd"
-        name = os.environ.get("ECF_CUSTOM_PASSWD" if custom else "ECF_PASSWD") or default
-        if name == default:
-            name = f"{self._host}.{self._port}.{default}"
-        path = os.path.abspath(os.path.expanduser(name))
-        try:
-            mtime: int | None = os.stat(path).st_mtime_ns
-        except OSError:
-            mtime = None
-        key = (self._user, custom, path, mtime)
-        if self._passwd_cache is None or self._passwd_cache[0] != key:
-            pw: str | None = None
-            if mtime is not None:
-                from ecflow_lab.security import PasswdFile, SecurityFileError
+        now = time.monotonic()
+        cache = self._passwd_cache
+        if cache is not None and now - cache[2] < 1.0 and cache[0][:2] == (self._user, custom):
+            pw = cache[1]
+        else:
+            default = "ecf.custom_passwd" if custom else "ecf.passwd"
+            name = os.environ.get("ECF_CUSTOM_PASSWD" if custom else "ECF_PASSWD") or default
+            if name == default:
+                name = f"{self._host}.{self._port}.{default}"
+            path = os.path.abspath(os.path.expanduser(name))
+            try:
+                mtime: int | None = os.stat(path).st_mtime_ns
+            except OSError:
+                mtime = None
+            key = (self._user, custom, path, mtime)
+            if cache is not None and cache[0] == key:
+                pw = cache[1]
+            else:
+                pw = None
+                if mtime is not None:
+                    from ecflow_lab.security import PasswdFile, SecurityFileError
 
-                try:
-                    pw = PasswdFile.load(path).password_for(self._user, self._host, self._port)
-                except SecurityFileError as exc:
-                    raise RuntimeError(str(exc)) from None
-            self._passwd_cache = (key, pw)
-        pw = self._passwd_cache[1]
+                    try:
+                        pw = PasswdFile.load(path).password_for(self._user, self._host, self._port)
+                    except SecurityFileError as exc:
+                        raise RuntimeError(str(exc)) from None
+            self._passwd_cache = (key, pw, now)
         if pw is None and not custom:
             return None
         return {"passwd": pw, "custom": custom}
