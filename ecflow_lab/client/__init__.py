@@ -161,11 +161,12 @@ class Client:
         custom = self._custom_user
         now = time.monotonic()
         cache = self._passwd_cache
-        if cache is not None and now - cache[2] < 1.0 and cache[0][:2] == (self._user, custom):
+        default = "ecf.custom_passwd" if custom else "ecf.passwd"
+        name = os.environ.get("ECF_CUSTOM_PASSWD" if custom else "ECF_PASSWD") or default
+        if cache is not None and now - cache[2] < 1.0 and cache[0][:3] == (self._user, custom, name):
             pw = cache[1]
         else:
-            default = "ecf.custom_passwd" if custom else "ecf.passwd"
-            name = os.environ.get("ECF_CUSTOM_PASSWD" if custom else "ECF_PASSWD") or default
+            setting = name
             if name == default:
                 name = f"{self._host}.{self._port}.{default}"
             path = os.path.abspath(os.path.expanduser(name))
@@ -173,7 +174,7 @@ class Client:
                 mtime: int | None = os.stat(path).st_mtime_ns
             except OSError:
                 mtime = None
-            key = (self._user, custom, path, mtime)
+            key = (self._user, custom, setting, path, mtime)
             if cache is not None and cache[0] == key:
                 pw = cache[1]
             else:
