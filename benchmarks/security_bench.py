@@ -122,18 +122,18 @@ def bench_transfer(work: Path, keys: Path, files: int, size_mb: int, reps: int) 
             svc.start()
             with svc.client(timeout=60) as c:
                 c.add_destination("d", f"file://{work}/dest-{mode}")
-        for _ in range(reps):
+        for rep in range(reps):
             for mode, svc in svcs.items():
                 with TransferClient(svc.address, ssl=(mode == "ssl"), keys=keys, timeout=120,
                                     local_handoff=False) as c:
                     c.ping()
                     t = time.perf_counter()
                     for i in range(files):
-                        c.push(b"x" * 1024, "d", f"small/{i}.bin")
+                        c.push(b"x" * 1024, "d", f"small/{rep}-{i}.bin")
                     rate = files / (time.perf_counter() - t)
                     out[mode]["small"] = max(out[mode].get("small", 0.0), rate)
                     t = time.perf_counter()
-                    c.push(payload, "d", "big.bin")
+                    c.push(payload, "d", f"big{rep}.bin")
                     mbs = size_mb / (time.perf_counter() - t)
                     out[mode]["stream"] = max(out[mode].get("stream", 0.0), mbs)
     finally:
