@@ -86,6 +86,13 @@ class LabSession:
                          ("JUPYTERLAB_SETTINGS_DIR", "settings"), ("JUPYTERLAB_WORKSPACES_DIR", "ws")):
             env[var] = str(Path(self._tmp) / sub)
         env.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
+        settings = Path(env["JUPYTERLAB_SETTINGS_DIR"])
+        for plugin, value in (("@jupyterlab/docmanager-extension/plugin", {"autoStartDefaultKernel": True}),
+                              ("@jupyterlab/apputils-extension/notification", {"fetchNews": "false",
+                                                                              "checkForUpdates": False})):
+            f = settings / f"{plugin}.jupyterlab-settings"  # no kernel dialog, no news toast
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(json.dumps(value))
         self.lab = subprocess.Popen(
             [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={self.port}",
              "--ServerApp.token=", "--ServerApp.password=", "--ServerApp.ip=127.0.0.1",
@@ -119,6 +126,10 @@ class LabSession:
         ms = self.timeout * 1000
         page.goto(f"http://127.0.0.1:{self.port}/lab/tree/{notebook.name}", timeout=ms)
         page.wait_for_selector(".jp-Notebook", timeout=ms)
+        try:  # older settings or a kernel name that does not match: accept the proposed kernel
+            page.click(".jp-Dialog button.jp-mod-accept", timeout=3000)
+        except Exception:
+            pass
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=ms)
         if run_all:
             self.run_all()
