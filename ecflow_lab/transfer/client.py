@@ -121,7 +121,7 @@ class TransferClient:
         timeout = self.timeout if timeout is None else timeout
         with self._lock:
             if self._sock is None:
-                self._sock = self._connect(zmq.DEALER, self.master, min(timeout, 10.0))
+                self._sock = self._connect(zmq.DEALER, self.master, min(timeout, 10.0), check=True)
             self._rid += 1
             hdr = {"op": op, "rid": self._rid, "unix_user": self._unix_user, **fields}
             if self.user:
@@ -155,16 +155,29 @@ class TransferClient:
     def ssl(self) -> bool:
         return self._curve.enabled
 
-    def _connect(self, kind: int, endpoint: str, timeout: float = 10.0) -> zmq.Socket:
+    def _connect(self, kind: int, endpoint: str, timeout: float = 10.0, *, check: bool = False) -> zmq.Socket:
         """A new socket connected to ``endpoint`` (a master or mover address).
 
         With encryption on it is a Curve client of the master's keys, and the handshake is awaited so that a
-        refused key gives a clear TransferError at once instead of a request that hangs.
+        refused key gives a clear TransferError at once instead of a request that hangs. A plain connection
+        with ``check`` is watched too, so that a master that requires encryption says so at once.
         """
         sock = self._ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
         if not self._curve.enabled:
-            sock.connect(endpoint)
+            if check:
+                try:
+                    connect_checked(sock, endpoint, timeout=min(timeout, 3.0))
+                except CurveHandshakeError as exc:
+                    sock.close(0)
+                    if "requires Curve" in exc.reason:
+                        raise TransferError(f"the transfer master at {endpoint} refused a plain connection: "
+                                            f"{exc.reason}") from None
+                    sock = self._ctx.socket(kind)   # nobody answered yet: keep trying, as a plain client does
+                    sock.setsockopt(zmq.LINGER, 0)
+                    sock.connect(endpoint)
+            else:
+                sock.connect(endpoint)
             return sock
         try:
             self._curve.secure(sock, self._mhost, self._mport)
