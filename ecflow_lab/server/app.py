@@ -651,6 +651,11 @@ def _make_handler(server: SuiteServer) -> type[BaseHTTPRequestHandler]:
                 return
             child = parts[1] == "child"
             cmd = parts[2] if child and len(parts) > 2 else parts[1]
+            if not child and server.curve is not None:
+                # HTTP is plain text: with encryption on it only carries job commands (job password checked)
+                self._reply(403, "user commands over HTTP are refused while encryption is on (ECF_SSL / --ssl); "
+                                 "use the Client\n")
+                return
             args = {_ALIASES.get(k, k): v for k, v in params.items()}
             if child:
                 if cmd not in protocol.CHILD_COMMANDS:

@@ -6,6 +6,7 @@ plain HTTP for job commands), over real sockets.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -362,6 +363,16 @@ def test_command_line_client_ssl_and_user(servers, tmp_path, keydir):
     assert r.returncode == 0 and "suite sec" in r.stdout, r.stderr
     r = client("--ping")   # no --ssl, no ECF_SSL: refused with a message that says why
     assert r.returncode != 0 and "Curve" in r.stderr
+    # the plain-text HTTP endpoint carries job commands only while encryption is on
+    info = json.loads((srv.home / f"ecflow_lab.{srv.port}.json").read_text())
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"http://127.0.0.1:{info['http_port']}/v1/query?kind=state&path=/sec", timeout=20)
+    assert err.value.code == 403 and b"encryption is on" in err.value.read()
+    data = urllib.parse.urlencode({"ECF_NAME": "/sec/f/t", "ECF_PASS": "bad", "ECF_RID": "1",
+                                   "ECF_DENIED": "1"}).encode()
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"http://127.0.0.1:{info['http_port']}/v1/child/init", data=data, timeout=20)
+    assert err.value.code == 403 and b"password" in err.value.read()
 
 
 def test_server_writes_no_world_writable_files(servers, tmp_path):
