@@ -403,3 +403,52 @@ def test_server_binds_loopback_by_default(servers, tmp_path):
     listening = {c.laddr.port: c.laddr.ip for c in psutil.Process(srv.proc.pid).net_connections("tcp")
                  if c.status == psutil.CONN_LISTEN}
     assert ports <= set(listening) and {listening[p] for p in ports} == {"127.0.0.1"}
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_real_jobs_complete_on_an_encrypted_server(servers, tmp_path, keydir, monkeypatch):
+    """Jobs' ecflow_client commands go encrypted (the server hands ECF_SSL to its jobs); curl jobs still work."""
+    home = tmp_path / "home"
+    home.mkdir()
+    client = f"{sys.executable} -m ecflow_lab client"
+    (home / "s" / "f").mkdir(parents=True)
+    (home / "s" / "f" / "a.ecf").write_text(f"""#!/bin/bash
+set -e
+{client} --init=$$
+{client} --event=ev
+{client} --label=info "secret-label"
+{client} --complete
+""")
+    (home / "s" / "f" / "b.ecf").write_text("""#!/bin/bash
+set -e
+URL=http://127.0.0.1:%ECF_HTTP_PORT%/v1/child
+AUTH="-d ECF_NAME=%ECF_NAME% -d ECF_PASS=%ECF_PASS% -d ECF_TRYNO=%ECF_TRYNO%"
+curl -fsS $URL/init $AUTH -d rid=$$
+curl -fsS $URL/complete $AUTH
+""")
+    srv = servers(home, "--ssl", env={"ECFLOW_LAB_KEYS": str(keydir)})
+    monkeypatch.setenv("ECFLOW_LAB_KEYS", str(keydir))
+    monkeypatch.setenv("ECF_SSL", "1")
+    defs = tmp_path / "s.def"
+    defs.write_text(f"""suite s
+  edit ECF_HOME '{home}'
+  family f
+    task a
+      event ev
+      label info ""
+    task b
+      trigger a == complete
+  endfamily
+endsuite
+""")
+    ci = Client("127.0.0.1", srv.port)
+    ci.load(str(defs))
+    ci.begin_suite("s")
+    deadline = time.monotonic() + 90
+    while ci.query("state", "/s") not in ("complete", "aborted") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ci.query("state", "/s") == "complete", ci.get_log(50)
+    ci.sync_local()
+    a = ci.get_defs().find_abs_node("/s/f/a")
+    assert a.find_event("ev").value and a.find_label("info").new_value == "secret-label"
+    ci.close()
