@@ -189,6 +189,10 @@ class Engine(Scheduler):
             return None
         path = access.reload(what)
         self._user_log(u, f"--reload {what} {path}")
+        curve = getattr(self.server, "curve", None)
+        if curve is not None and what in ("white_list", "wl"):
+            curve.set_allowed()   # keys authorized since the start (`ecflow-lab keys authorize`) count now
+            self._user_log(u, f"--reload {what}: {len(curve.allowed)} Curve client key(s) accepted")
         return None
 
     def cmd_log(self, a, p, u):

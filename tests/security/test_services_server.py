@@ -361,6 +361,17 @@ def test_command_line_client_ssl_and_user(servers, tmp_path, keydir):
     assert r.returncode != 0 and "bob" in r.stderr   # ...and a claimed name does not change who he is
     r = client("--ssl", "--get", keys=bobkeys)
     assert r.returncode == 0 and "suite sec" in r.stdout, r.stderr
+    # a key authorized while the server runs is accepted after reload_wl_file
+    carolkeys = tmp_path / "carolkeys"
+    generate_keypair("client", carolkeys)
+    shutil.copy(keydir / "server.key", carolkeys / "server.key")
+    r = client("--ssl", "--ping", keys=carolkeys)
+    assert r.returncode != 0 and "does not accept this client's key" in r.stderr
+    authorize_client(carolkeys / "client.key", keydir, name="carol")
+    r = client("--ssl", "--reloadwsfile")
+    assert r.returncode == 0, r.stderr
+    r = client("--ssl", "--ping", keys=carolkeys)
+    assert r.returncode != 0 and "carol" in r.stderr   # in now, but not in the white list
     r = client("--ping")   # no --ssl, no ECF_SSL: refused with a message that says why
     assert r.returncode != 0 and "Curve" in r.stderr
     # the plain-text HTTP endpoint carries job commands only while encryption is on
