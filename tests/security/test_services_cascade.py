@@ -148,3 +148,72 @@ def test_frames_cannot_be_reshaped_under_a_valid_mac(tmp_path):
         b.close(0)
     finally:
         ctx.term()
+
+
+def _echo(text: str) -> str:
+    return text + "!"
+
+
+@pytest.fixture
+def keydir(tmp_path: Path, monkeypatch) -> Path:
+    from ecflow_lab.security import generate_keypair
+
+    d = tmp_path / "keys"
+    generate_keypair("server", d)
+    generate_keypair("client", d)
+    monkeypatch.setenv("ECFLOW_LAB_KEYS", str(d))   # the agents and workers inherit it
+    return d
+
+
+@pytest.mark.parametrize("backend", ["raw"])
+def test_encrypted_cluster_runs_and_shows_no_values_on_the_wire(keydir, backend):
+    import secrets
+
+    from ecflow_lab.security.capture import LoopbackCapture, capture_unavailable
+
+    reason = capture_unavailable(backend)
+    if reason:
+        pytest.skip(f"cannot capture loopback traffic: {reason}")
+    seen = {}
+    for ssl in (False, True):
+        marker = f"TASK_ARG_{secrets.token_hex(6)}"
+        with LocalCluster(workers=1, ssl=ssl) as cl:
+            port = int(cl.address.rsplit(":", 1)[1])
+            with LoopbackCapture(port, backend=backend) as cap:
+                g = Graph()
+                t = g.add_task(_echo, marker)
+                g.set_outputs([t])
+                assert cl.run(g)[t] == marker + "!"
+        seen[ssl] = (marker.encode(), cap.data)
+    marker, plain = seen[False]
+    assert marker in plain, "with encryption off the argument must be visible (else the test proves nothing)"
+    marker, secure = seen[True]
+    assert secure and marker not in secure and marker[:10] not in secure
+
+
+def test_encrypted_cluster_refuses_a_host_with_the_secret_but_a_wrong_key(keydir, tmp_path):
+    import shutil
+
+    from ecflow_lab.security import generate_keypair
+
+    stranger = tmp_path / "stranger"
+    generate_keypair("server", stranger)   # a complete key directory of its own...
+    generate_keypair("client", stranger)
+    shutil.copy(keydir / "server.key", stranger / "server.key")   # ...that trusts the real controller
+    with LocalCluster(workers=1, ssl=True) as cl:
+        env = {**os.environ, wire.SECRET_ENV: cl.secret.hex(), "ECF_SSL": "1", "ECFLOW_LAB_KEYS": str(stranger),
+               "PYTHONPATH": os.pathsep.join(sys.path)}
+        agent = subprocess.Popen([sys.executable, "-m", "ecflow_lab.cascade.executor.agent", "--controller",
+                                  cl.address, "--workers", "1", "--host-id", "intruder", "--no-restart"],
+                                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            _, err = agent.communicate(timeout=40)   # it stops at once, saying why
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait()
+        assert agent.returncode == 1 and "does not accept this client's key" in err
+        assert "intruder" not in cl.controller.agents and len(cl.workers) == 1
+        assert cl.controller._curve.refused   # the controller saw its key and said no
+        _still_works(cl)

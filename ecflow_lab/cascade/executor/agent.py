@@ -60,11 +60,28 @@ class Agent:
         self.cluster_tag = wire.mac(key, [b"prefix"]).hex()[:8]
         self.shm_prefix = f"ecl-{self.cluster_tag}-{os.getpid()}"
         self.ctx = zmq.Context()
-        self.ctl = self.ctx.socket(zmq.DEALER)
+        self.ssl = wire.curve_setting()   # ECF_SSL: Curve on the controller link and the data port
+        self._curve = wire.curve_server(self.ctx, self.ssl)
+        self.ctl = wire.secure_client(self.ctx.socket(zmq.DEALER), self.ssl)
         self.ctl.setsockopt(zmq.IDENTITY, f"agent:{host}".encode())
         self.ctl.setsockopt(zmq.LINGER, 1000)
-        self.ctl.connect(controller)
+        if self.ssl:
+            # a refused key leaves no connection to send on (a send would block for ever): say so and stop
+            from ...security import CurveHandshakeError, connect_checked
+
+            try:
+                connect_checked(self.ctl, controller, timeout=30.0)
+            except CurveHandshakeError:
+                self.ctl.close(0)
+                if self._curve is not None:
+                    self._curve.close()
+                self.ctx.term()
+                raise
+        else:
+            self.ctl.connect(controller)
         self.data = self.ctx.socket(zmq.ROUTER)
+        if self._curve is not None:
+            self._curve.secure(self.data)
         self.data.setsockopt(zmq.LINGER, 0)
         ip = advertise or _local_ip_towards(controller)
         port = self.data.bind_to_random_port(f"tcp://{ip if advertise is None else '*'}")
@@ -185,6 +202,8 @@ class Agent:
                 wire.unlink_quiet(path)
         self.ctl.close()
         self.data.close()
+        if self._curve is not None:
+            self._curve.close()
         self.ctx.term()
 
 
@@ -207,10 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         key = wire.secret_from_env()
     gpus = detect_gpus() if a.gpus == "auto" else [g for g in a.gpus.split(",") if g]
-    agent = Agent(
-        a.controller, a.host_id, a.workers, gpus, key, a.cpus_per_worker, a.memory_mb,
-        exit_with_parent=a.exit_with_parent, restart=not a.no_restart, advertise=a.advertise,
-    )  # fmt: skip
+    try:
+        agent = Agent(
+            a.controller, a.host_id, a.workers, gpus, key, a.cpus_per_worker, a.memory_mb,
+            exit_with_parent=a.exit_with_parent, restart=not a.no_restart, advertise=a.advertise,
+        )  # fmt: skip
+    except (ConnectionError, ValueError) as exc:   # Curve refused, key files missing or malformed
+        print(f"ecflow-lab cascade host: {exc}", file=sys.stderr)
+        return 1
     signal.signal(signal.SIGTERM, lambda *_: setattr(agent, "running", False))
     try:
         agent.loop()

@@ -42,9 +42,12 @@ class Cluster:
     ``secret`` (bytes) is generated when not given; hand it to the hosts via a file
     (``--secret-file``) or the ``ECFLOW_LAB_CASCADE_SECRET`` environment variable (hex)."""
 
-    def __init__(self, bind: str = "tcp://127.0.0.1:0", secret: bytes | None = None) -> None:
+    def __init__(self, bind: str = "tcp://127.0.0.1:0", secret: bytes | None = None,
+                 ssl: bool | str | None = None) -> None:
         self.secret = secret or wire.new_secret()
-        self.controller = Controller(self.secret, bind)
+        #: CurveZMQ setting (ECF_SSL semantics; None follows the environment); hosts need ECF_SSL too
+        self.ssl = wire.curve_setting(ssl)
+        self.controller = Controller(self.secret, bind, self.ssl)
         self.controller.start()
         self._closed = False
 
@@ -144,8 +147,9 @@ class LocalCluster(Cluster):
         memory_mb: int | None = None,
         restart: bool = True,
         start_timeout: float = 60.0,
+        ssl: bool | str | None = None,
     ) -> None:
-        super().__init__("tcp://127.0.0.1:0")
+        super().__init__("tcp://127.0.0.1:0", ssl=ssl)
         from .agent import detect_gpus
 
         if gpus is None or gpus == 0:
@@ -164,6 +168,7 @@ class LocalCluster(Cluster):
         self.agents: list[subprocess.Popen] = []
         env = dict(os.environ)
         env[wire.SECRET_ENV] = self.secret.hex()
+        env["ECF_SSL"] = self.ssl or ""   # the agents and their workers encrypt exactly when we do
         # workers import what the caller can import (notebook folder, test folders, ...)
         env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)
         name = socket.gethostname()

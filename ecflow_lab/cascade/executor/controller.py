@@ -204,11 +204,15 @@ class RunResult:
 class Controller(threading.Thread):
     """Owns the ROUTER socket; runs jobs submitted through :meth:`submit` (thread-safe)."""
 
-    def __init__(self, key: bytes, bind: str = "tcp://127.0.0.1:0") -> None:
+    def __init__(self, key: bytes, bind: str = "tcp://127.0.0.1:0", ssl: bool | str | None = None) -> None:
         super().__init__(name="cascade-controller", daemon=True)
         self.key = key
+        self.ssl = wire.curve_setting(ssl)
         self.ctx = zmq.Context()
+        self._curve = wire.curve_server(self.ctx, self.ssl)
         self.sock = self.ctx.socket(zmq.ROUTER)
+        if self._curve is not None:
+            self._curve.secure(self.sock)
         self.sock.setsockopt(zmq.LINGER, 500)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
         if bind.endswith(":0"):
@@ -317,6 +321,8 @@ class Controller(threading.Thread):
             self._wake_r.close()
             with self._wake_lock:
                 self._wake_w.close()
+            if self._curve is not None:
+                self._curve.close()
             self.ctx.term()
 
     def _send(self, ident: bytes, msg: tuple) -> None:
@@ -764,7 +770,7 @@ class Controller(threading.Thread):
                 a = self.agents.get(loc[1])
                 if a is None:
                     raise RuntimeError(f"output on host {loc[1]} whose agent is gone")
-                return _fetch(self.ctx, self.key, ("r", a.data_addr, *loc[2:]))
+                return _fetch(self.ctx, self.key, ("r", a.data_addr, *loc[2:]), self.ssl)
         return wire.load(loc)
 
     # -- failure recovery -----------------------------------------------------------------------------
@@ -829,9 +835,9 @@ class Controller(threading.Thread):
             heapq.heappush(job.heap, (-job.c.priority[i], i))
 
 
-def _fetch(ctx: zmq.Context, key: bytes, desc: tuple) -> Any:
+def _fetch(ctx: zmq.Context, key: bytes, desc: tuple, ssl: str | None = None) -> Any:
     _, addr, path, main_len, layout, _size = desc
-    s = ctx.socket(zmq.DEALER)
+    s = wire.secure_client(ctx.socket(zmq.DEALER), ssl)
     s.setsockopt(zmq.LINGER, 0)
     try:
         s.connect(addr)

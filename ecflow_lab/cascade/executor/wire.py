@@ -32,6 +32,40 @@ class AuthError(Exception):
     """A message failed the secret check."""
 
 
+def curve_setting(ssl: bool | str | None = None) -> str | None:
+    """The encryption switch: ``ssl`` when given (True/"1": shared keys), else ``ECF_SSL``; None when off.
+
+    With it on, every socket of the cluster is CurveZMQ (keys from ``ecflow-lab keys``, in
+    ``$ECFLOW_LAB_KEYS`` or ``~/.ecflow_lab/keys``) on top of the MAC: nobody on the network reads values.
+    """
+    if ssl is not None:
+        return "1" if ssl is True else (str(ssl) if ssl else None)
+    if not os.environ.get("ECF_SSL"):
+        return None
+    from ...security import ssl_setting
+
+    return ssl_setting()
+
+
+def curve_server(ctx: zmq.Context, setting: str | None) -> Any:
+    """A CurveServer (ZAP thread) for ``ctx`` when encryption is on, else None; ``close()`` it before
+    terminating ``ctx``."""
+    if not setting:
+        return None
+    from ...security import CurveServer
+
+    return CurveServer.from_setting(setting, context=ctx)
+
+
+def secure_client(sock: zmq.Socket, setting: str | None) -> zmq.Socket:
+    """Make ``sock`` a Curve client of the cluster's server key when encryption is on (before connect)."""
+    if setting:
+        from ...security import ClientCurve
+
+        ClientCurve(setting).secure(sock)
+    return sock
+
+
 def new_secret() -> bytes:
     return secrets.token_bytes(32)
 

@@ -42,7 +42,8 @@ class Worker:
         self.resources = resources
         self.shm_prefix = shm_prefix
         self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
+        self.ssl = wire.curve_setting()   # ECF_SSL (inherited from the agent): Curve client sockets
+        self.sock = wire.secure_client(self.ctx.socket(zmq.DEALER), self.ssl)
         self.sock.setsockopt(zmq.IDENTITY, wid.encode())
         self.sock.setsockopt(zmq.LINGER, 2000)
         self.sock.connect(controller)
@@ -203,7 +204,7 @@ class Worker:
         _, addr, path, main_len, layout, _size = desc
         sock = self.remote.get(addr)
         if sock is None:
-            sock = self.ctx.socket(zmq.DEALER)
+            sock = wire.secure_client(self.ctx.socket(zmq.DEALER), self.ssl)
             sock.setsockopt(zmq.LINGER, 0)
             sock.connect(addr)
             self.remote[addr] = sock
