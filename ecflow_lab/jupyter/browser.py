@@ -49,6 +49,16 @@ def write_notebook(path: Path, cells: Sequence[str]) -> Path:
     return path
 
 
+_FIND_CANVAS = """() => {
+  const seen = (root) => {
+    if (root.querySelector('canvas')) return true;
+    for (const e of root.querySelectorAll('*')) if (e.shadowRoot && seen(e.shadowRoot)) return true;
+    return false;
+  };
+  return [...document.querySelectorAll('.jp-OutputArea-output')].some(seen);
+}"""
+
+
 class LabSession:
     """JupyterLab + Chromium, owned: ``close()`` (or the ``with`` block) stops both and the kernels."""
 
@@ -85,12 +95,16 @@ class LabSession:
         for var, sub in (("JUPYTER_CONFIG_DIR", "cfg"), ("JUPYTER_RUNTIME_DIR", "rt"),
                          ("JUPYTERLAB_SETTINGS_DIR", "settings"), ("JUPYTERLAB_WORKSPACES_DIR", "ws")):
             env[var] = str(Path(self._tmp) / sub)
+        news = Path(env["JUPYTERLAB_SETTINGS_DIR"]) / "@jupyterlab" / "apputils-extension"
+        news.mkdir(parents=True, exist_ok=True)
+        (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
         env.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
         settings = Path(env["JUPYTERLAB_SETTINGS_DIR"])
         for plugin, value in (("@jupyterlab/docmanager-extension/plugin", {"autoStartDefaultKernel": True}),
                               ("@jupyterlab/apputils-extension/notification", {"fetchNews": "false",
-                                                                              "checkForUpdates": False})):
-            f = settings / f"{plugin}.jupyterlab-settings"  # no kernel dialog, no news toast
+                                                                              "checkForUpdates": False}),
+                              ("@jupyterlab/notebook-extension/tracker", {"windowingMode": "none"})):
+            f = settings / f"{plugin}.jupyterlab-settings"  # no kernel dialog, no news toast; every cell rendered
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_text(json.dumps(value))
         self.lab = subprocess.Popen(
@@ -138,6 +152,10 @@ class LabSession:
     def run_all(self) -> None:
         self.page.click("text=Run", timeout=10000)
         self.page.click("text=Run All Cells", timeout=10000)
+
+    def find_canvas(self) -> bool:
+        """True when a ``<canvas>`` exists in a notebook output, looking inside shadow roots (Bokeh 3)."""
+        return bool(self.page.evaluate(_FIND_CANVAS))
 
     def close(self) -> None:
         """Stop the browser, then JupyterLab (which shuts its kernels down), then remove temp dirs."""

@@ -39,6 +39,31 @@ def _empty() -> dict[str, list[Any]]:
     return {c: [] for c in COLUMNS}
 
 
+_BOKEHJS_LOADED = False
+
+
+def load_bokehjs() -> None:
+    """Load BokehJS into the notebook page once per kernel (inline: works without internet access).
+
+    jupyter_bokeh's ``BokehModel`` view needs ``window.Bokeh``; without this it fails with
+    "Cannot read properties of undefined (reading 'require')".
+    """
+    global _BOKEHJS_LOADED
+    if _BOKEHJS_LOADED:
+        return
+    try:
+        from IPython import get_ipython
+
+        if get_ipython() is None:
+            return
+        from bokeh.io import output_notebook
+
+        output_notebook(INLINE, hide_banner=True)
+        _BOKEHJS_LOADED = True
+    except Exception:  # no notebook frontend: the widget is only used from Python
+        pass
+
+
 class _GanttBase:
     """Shared figure, data source, colour map, throttled streaming and HTML export."""
 
@@ -168,7 +193,11 @@ class _GanttBase:
 
     # output ------------------------------------------------------------------------------------------
     def widget(self) -> Any:
-        """The live ipywidget (jupyter_bokeh ``BokehModel``) for JupyterLab; created once."""
+        """The live ipywidget (jupyter_bokeh ``BokehModel``) for JupyterLab; created once.
+
+        BokehJS is loaded into the page first (inlined: works offline), once per kernel.
+        """
+        load_bokehjs()
         if self._widget is None:
             from jupyter_bokeh.widgets import BokehModel
 
