@@ -18,7 +18,18 @@ import traitlets
 
 from ecflow_lab.jupyter.rows import STATES, RowTable
 
-STATIC = Path(__file__).resolve().parents[1] / "static"
+
+def asset(name: str) -> Path:
+    """A front-end file: ``js/NAME`` in a source checkout (the single source), else the copy that the wheel
+    carries as ``ecflow_lab/static/NAME`` (pyproject's hatch ``force-include``)."""
+    here = Path(__file__).resolve()
+    source = here.parents[2] / "js" / name
+    if source.is_file():
+        return source
+    installed = here.parents[1] / "static" / name
+    if installed.is_file():
+        return installed
+    raise FileNotFoundError(f"widget front end {name} not found in {source.parent} or {installed.parent}")
 
 #: ecflow_ui's default node state colours (share/ecflow/etc/ecflowview_nstate_conf.json)
 STATE_COLOURS: dict[str, str] = {
@@ -41,8 +52,8 @@ class NodeTree(anywidget.AnyWidget):
     deltas and keeps itself up to date until :meth:`close`. ``root="/suite/family"`` shows one subtree.
     """
 
-    _esm = STATIC / "tree.js"
-    _css = STATIC / "tree.css"
+    _esm = asset("tree.js")
+    _css = asset("tree.css")
 
     snapshot = traitlets.Bytes(b"").tag(sync=True)
     generation = traitlets.Int(0).tag(sync=True)

@@ -193,3 +193,22 @@ def test_suite_gantt_from_log_and_deltas():
     live.on_delta({"seq": 3, "time": 103.0, "changes": [{"path": "/s/t", "state": "complete"}]})
     live.close()
     assert sorted(live.source.data["duration"]) == [1.5, 1.5]
+
+
+def test_front_end_is_loaded_from_the_single_js_source():
+    from pathlib import Path
+
+    import tomllib
+
+    from ecflow_lab.jupyter.tree import asset
+
+    root = Path(__file__).resolve().parents[2]
+    assert asset("tree.js") == root / "js" / "tree.js"
+    assert "export default" in asset("tree.js").read_text()
+    esm = NodeTree._esm
+    assert "export default" in (esm if isinstance(esm, str) else str(esm))
+    wheel = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+    assert wheel["force-include"] == {"js/tree.js": "ecflow_lab/static/tree.js",
+                                      "js/tree.css": "ecflow_lab/static/tree.css"}
+    with pytest.raises(FileNotFoundError, match="nope.js"):
+        asset("nope.js")
