@@ -908,6 +908,154 @@ dask_cluster.close()
 """),
 ]
 
+# ---------------------------------------------------------------------------------------------- 07
+
+NB07 = [
+    md("""
+# 07 · Putting it together: a suite that computes and disseminates
+
+The pieces of tutorials 01–06 are meant to work together, as in an operational centre:
+
+* the **suite** decides *when* (here a repeat over two dates) and in which order (triggers),
+* a task runs a **DAG** on a cluster to compute a product,
+* the next task hands the product to the **transfer service**, which delivers it,
+* the operator watches all of it from one notebook.
+
+Every component is a separate process: the notebook only starts them and looks at them.
+"""),
+    code("""
+%load_ext ecflow_lab
+
+import sys, tempfile, time
+from pathlib import Path
+import numpy as np
+from ecflow_lab import Client, Defs
+from ecflow_lab.server.app import free_port
+from ecflow_lab.jupyter.magics import state
+
+home = Path(tempfile.mkdtemp(prefix="tutorial07-"))
+archive = home / "archive"
+archive.mkdir()
+port = free_port()
+%ecflow start --port {port} --home {home / "server"}
+%ecpds start --movers 1 --home {home / "transfer"}
+%ecpds destination archive file://{archive}
+ci = Client("127.0.0.1", port)
+master = state().transfer_master        # the address the ecpds command line needs
+"""),
+    md("""
+## The computation: a DAG inside a task
+
+The `compute` task runs an ordinary Python script: it builds an ensemble-mean graph for the date it is given,
+runs it on a small `LocalCluster` (which the script owns and stops), reports progress on a meter and writes
+the product to a file.
+"""),
+    code('''
+(home / "bin").mkdir()
+(home / "bin" / "ensemble_mean.py").write_text("""
+import functools, subprocess, sys
+import numpy as np
+from ecflow_lab.cascade import LocalCluster, from_source
+
+ymd, out = sys.argv[1], sys.argv[2]
+
+def member(i, seed):
+    return np.random.default_rng(seed * 100 + i).standard_normal(10_000)
+
+action = from_source([functools.partial(member, i, int(ymd)) for i in range(6)], dims=["m"]).mean("m")
+subprocess.run(["ecflow_client", "--meter=progress", "50"], check=True)
+with LocalCluster(workers=2) as cluster:
+    np.save(out, cluster.run(action).value)
+""")
+'''),
+    md("""
+## The tasks and the suite
+
+`disseminate` pushes the day's file with the `ecpds` command line — exactly what an operational task does —
+and records the Data File ID in a label. `PYTHON`, `BIN` and `ECPDS_MASTER` are ordinary suite variables,
+substituted into the scripts when the server creates each job.
+"""),
+    code('''
+head = "#!/bin/bash\\nset -e\\necflow_client --init=$$\\ntrap 'ecflow_client --abort=failed' ERR\\n"
+scripts = {
+    "compute": head + """mkdir -p %ECF_HOME%/products
+%PYTHON% %BIN%/ensemble_mean.py %YMD% %ECF_HOME%/products/mean_%YMD%.npy
+ecflow_client --meter=progress 100
+ecflow_client --complete
+""",
+    "disseminate": head + """export ECPDS_MASTER=%ECPDS_MASTER%
+id=$(ecpds -destination archive -source %ECF_HOME%/products/mean_%YMD%.npy -target %YMD%/mean.npy)
+ecflow_client --label=dataFileId "$id"
+ecflow_client --complete
+""",
+}
+for name, text in scripts.items():
+    p = home / "server" / "ops" / "day" / f"{name}.ecf"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+
+defs = Defs.from_string(f"""
+suite ops
+  edit PYTHON '{sys.executable}'
+  edit BIN '{home / "bin"}'
+  edit ECPDS_MASTER '{master}'
+  family day
+    repeat date YMD 20270101 20270102
+    task compute
+      meter progress 0 100
+    task disseminate
+      trigger compute == complete
+      label dataFileId ""
+  endfamily
+endsuite
+""", "ops.def")
+ci.load(defs)
+ci.begin_suite("ops")
+'''),
+    code("""
+%ecflow tree /ops
+"""),
+    code("""
+end = time.monotonic() + 120
+while ci.query("state", "/ops") not in ("complete", "aborted"):
+    assert time.monotonic() < end, ci.get_log(30)
+    time.sleep(0.3)
+assert ci.query("state", "/ops") == "complete", ci.get_log(30)
+"""),
+    md("""
+## What arrived
+
+Each date's product went through the transfer service to the archive; the master's record and the files on
+the destination agree with a computation done here.
+"""),
+    code("""
+tc = state().transfers()
+end = time.monotonic() + 30
+while True:                      # each push answered at once; the copies finish in the background
+    ts = tc.transfers(destination="archive")
+    if len(ts) == 2 and all(t["status"] in ("Done", "Failed", "Stopped") for t in ts):
+        break
+    assert time.monotonic() < end, ts
+    time.sleep(0.2)
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+for ymd in ("20270101", "20270102"):
+    got = np.load(archive / ymd / "mean.npy")
+    here = np.mean([np.random.default_rng(int(ymd) * 100 + i).standard_normal(10_000) for i in range(6)], axis=0)
+    print(ymd, "delivered", got.shape, "| equals a local computation:", np.allclose(got, here))
+print("transfer statuses:", sorted(t["status"] for t in tc.transfers(destination="archive")))
+"""),
+    md("## Clean up"),
+    code("""
+import shutil
+ci.close()
+%ecflow stop
+%ecpds stop
+shutil.rmtree(home, ignore_errors=True)
+"""),
+]
+
 NOTEBOOKS = {
     "01_quick_start.ipynb": NB01,
     "02_triggers_events_meters_limits.ipynb": NB02,
@@ -915,6 +1063,7 @@ NOTEBOOKS = {
     "04_dags_and_gantt.ipynb": NB04,
     "05_transfers.ipynb": NB05,
     "06_scaling_out_with_dask.ipynb": NB06,
+    "07_suite_dag_transfer.ipynb": NB07,
 }
 
 
