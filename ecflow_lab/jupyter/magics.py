@@ -29,6 +29,17 @@ ECFLOW_ACTIONS = ("start", "connect", "stop", "status", "begin", "requeue", "sus
                   "gantt")
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the kernel dies, even by SIGKILL (Linux prctl)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux: atexit and unload still stop it
+        pass
+
+
 def _free_port() -> int:
     from ecflow_lab.server.app import free_port
 
@@ -66,7 +77,8 @@ class LabState:
         self.server = subprocess.Popen(
             [sys.executable, "-m", "ecflow_lab", "server", "start", "--home", str(self.server_home),
              "--port", str(port), "--host", "127.0.0.1"],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)  # noqa: PLW1509
         log.close()
         client = Client("127.0.0.1", port)
         deadline = time.monotonic() + timeout

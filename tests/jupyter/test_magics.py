@@ -218,3 +218,37 @@ def test_unload_stops_what_the_magics_started(ip, tmp_path):
     assert proc.poll() is not None  # the server process is gone
     assert not home.exists()  # and its temporary home
     assert gantt._subscription is None and st.cluster is None and cluster is not None
+
+
+def test_server_stops_when_the_kernel_is_killed(tmp_path):
+    """A kernel killed with SIGKILL (no atexit) does not leave its server running."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    code = ("from IPython.testing.globalipapp import start_ipython\n"
+            "ip = start_ipython()\n"
+            "ip.run_line_magic('load_ext', 'ecflow_lab')\n"
+            f"ip.run_line_magic('ecflow', 'start --home {tmp_path}')\n"
+            "import ecflow_lab.jupyter.magics as m, sys, time\n"
+            "print('PID', m.state().server.pid, flush=True)\n"
+            "time.sleep(120)\n")
+    kernel = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while not line.startswith("PID "):
+            line = kernel.stdout.readline()
+            assert line, "the kernel process ended early"
+        server_pid = int(line.split()[1])
+        server = psutil.Process(server_pid)
+        assert server.is_running()
+        kernel.send_signal(signal.SIGKILL)
+        kernel.wait(10)
+        server.wait(20)  # raises TimeoutExpired if the server outlives its kernel
+    finally:
+        if kernel.poll() is None:
+            kernel.kill()
+            kernel.wait(10)
+        kernel.stdout.close()
