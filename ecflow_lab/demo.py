@@ -183,17 +183,22 @@ def reap_jobs(home: Path, timeout: float = 3.0) -> int:
     """Stop job processes still running from ``home`` (after a failed or interrupted run); returns how many.
 
     Jobs are detached from the server, so stopping the server does not stop them, and a job's child
-    command would keep retrying a dead server. Every job's command line names its ``.job`` file under
-    ``home``, which is ours alone; their children (child commands) go with them.
+    command would keep retrying a dead server. Every job's command line names its job file,
+    ``home/demo/<family>/<task>.job<N>``, which belongs to this demo alone; only such processes of this
+    user are stopped, with their children (child commands).
     """
+    import re
+
     import psutil
 
-    me = os.getpid()
-    root = str(home)
+    me, uid = os.getpid(), os.getuid()
+    job_file = re.compile(re.escape(str(home / SUITE)) + r"/\S+\.job\d+\b")
     victims: list[psutil.Process] = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
+    for p in psutil.process_iter(["pid", "cmdline", "uids"]):
         try:
-            if p.info["pid"] != me and any(root in arg for arg in (p.info["cmdline"] or ())):
+            if p.info["pid"] == me or (p.info["uids"] and p.info["uids"].real != uid):
+                continue
+            if any(job_file.search(arg) for arg in (p.info["cmdline"] or ())):
                 victims += [p, *p.children(recursive=True)]
         except psutil.Error:
             continue
