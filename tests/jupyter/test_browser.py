@@ -103,6 +103,23 @@ def test_tree_in_jupyterlab_follows_a_running_suite(tmp_path):
             assert _suspended(client, "/br/f2")  # the server holds it, not just the page
             page.wait_for_function("document.querySelector('.ecfl-status').textContent.includes('suspend /br/f2: ok')",
                                    timeout=30_000)
+            # search by name keeps matches and their ancestors; a state filter likewise
+            visible = "() => [...document.querySelectorAll('.ecfl-row:not([hidden])')].map(r => r.dataset.path)"
+            page.fill(".ecfl-search", "d")
+            page.wait_for_function(f"({visible})().length === 3", timeout=10_000)
+            assert page.evaluate(visible) == ["/br", "/br/f2", "/br/f2/d"]
+            page.fill(".ecfl-search", "")
+            page.click(".ecfl-filter[data-state='complete']")
+            page.wait_for_function(f"({visible})().length === 5", timeout=10_000)
+            assert page.evaluate(visible) == ["/br", "/br/f1", "/br/f1/a", "/br/f1/b", "/br/f1/c"]
+            page.click(".ecfl-filter[data-state='complete']")
+            page.wait_for_function(f"({visible})().length === 7", timeout=10_000)
+            # why, from the context menu, answered by the server in the widget's why panel
+            page.click(".ecfl-row[data-path='/br/f2/d'] .ecfl-name", button="right")
+            page.click(".ecfl-menu:not([hidden]) .ecfl-menu-item[data-action='why']")
+            page.wait_for_selector(".ecfl-why:not([hidden])", timeout=30_000)
+            assert page.inner_text(".ecfl-why").strip()
+            page.locator(".ecfl-why").scroll_into_view_if_needed()
             page.screenshot(path=str(tmp_path / "tree.png"), full_page=True)
         finally:
             client.close()
