@@ -364,13 +364,14 @@ def run_transfer(home: Path, stack: contextlib.ExitStack, size: int, timeout: fl
     data = os.urandom(size)
     src.write_bytes(data)
     dest = home / "archive"
-    dest.mkdir()
+    dest.mkdir(exist_ok=True)
     t0 = time.monotonic()
     svc = stack.enter_context(TransferService(home / "transfer", movers=2))
     client = svc.client(timeout=15)
-    client.add_destination("archive", f"file://{dest}")
+    client.add_destination("archive", f"file://{dest}", replace=True)
     t1 = time.monotonic()
-    dfid = client.push(src, "archive", "2026/forecast.grib", metadata={"stream": "oper"})
+    # force: a second demo on the same --home sends the same target again (ECPDS would refuse a duplicate)
+    dfid = client.push(src, "archive", "2026/forecast.grib", metadata={"stream": "oper"}, force=True)
     st = client.wait(dfid, timeout=timeout)
     wall = time.monotonic() - t1
     statuses = [t["status"] for t in st["transfers"]]

@@ -108,3 +108,16 @@ def test_demo_bad_out_dir(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     r = subprocess.run(_demo_cmd("--out", str(blocker / "sub")), capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "cannot create --out" in r.stderr and str(blocker) in r.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_again_on_the_same_home(tmp_path: Path) -> None:
+    """--home keeps job outputs, the server log and the transfer database; a second run reuses them."""
+    home = tmp_path / "home"
+    for run in (1, 2):
+        r = subprocess.run(_demo_cmd("--out", str(tmp_path), "--home", str(home)), capture_output=True,
+                           text=True, timeout=180)
+        assert r.returncode == 0, f"run {run}:\n{r.stdout}\n{r.stderr}"
+        assert "== suite /demo: complete" in r.stdout
+    assert re.search(r"DataFileId=2 Done", r.stdout), r.stdout   # the second push is a new data file
+    _assert_nothing_left(home)
