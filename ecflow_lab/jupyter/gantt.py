@@ -291,7 +291,9 @@ def _kind_of(name: Any) -> str:
 
 _LOG_RE = re.compile(
     r"\[(\d{1,2}:\d{2}:\d{2}(?:\.\d+)?)\s+(\d{1,2})\.(\d{1,2})\.(\d{4})\]\s+(?:chd:|--)?\s*"
-    r"(submitted|active|complete|aborted|queued)\b:?\s+(/\S+)")
+    r"(submitted|active|complete|aborted|queued|init|abort)\b:?\s+(/\S+)")
+#: child commands in the log stand for the state they set (``chd:init`` -> active, ``chd:abort`` -> aborted)
+_LOG_STATE = {"init": "active", "abort": "aborted"}
 
 _PHASE_STATES = ("submitted", "active")
 
@@ -341,9 +343,12 @@ class SuiteGantt(_GanttBase):
         return data
 
     @classmethod
-    def follow(cls, client: Any, **kwargs: Any) -> SuiteGantt:
-        """A Gantt that draws ``client``'s server live (a subscription owned by the Gantt; :meth:`close`)."""
+    def follow(cls, client: Any, *, history: int = 10_000, **kwargs: Any) -> SuiteGantt:
+        """A Gantt of ``client``'s server: the spans in the last ``history`` lines of its log, then live
+        from its deltas (a subscription owned by the Gantt; :meth:`close` stops it)."""
         gantt = cls(**kwargs)
+        if history:
+            gantt.add_log(client.get_log(history).splitlines())
         gantt.start()
         gantt._subscription = client.subscribe(gantt.on_delta)
         return gantt
@@ -376,6 +381,7 @@ class SuiteGantt(_GanttBase):
             if not m:
                 continue
             hms, day, month, year, state, path = m.groups()
+            state = _LOG_STATE.get(state, state)
             t = datetime.strptime(f"{year}-{month}-{day} {hms.split('.')[0]}", "%Y-%m-%d %H:%M:%S").timestamp()
             if "." in hms:
                 t += float("0." + hms.split(".")[1])

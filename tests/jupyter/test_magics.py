@@ -85,6 +85,11 @@ def test_server_suite_tree_and_actions(shell, tmp_path, capsys):
     shell.run_cell_magic("suite", "--begin --name mydefs", SUITE.format(home=home))
     assert [s.name for s in shell.user_ns["mydefs"].suites] == ["m"]
     wait_state(client, "/m/f", "complete")
+    gantt = shell.run_line_magic("ecflow", "gantt")  # the run so far, from the server's log
+    gantt.flush()
+    spans = set(zip(gantt.source.data["lane"], gantt.source.data["phase"]))
+    assert {("/m/f/a", "submitted"), ("/m/f/a", "active"), ("/m/f/b", "active")} <= spans
+    assert all(r >= left for left, r in zip(gantt.source.data["left"], gantt.source.data["right"]))
     tree = shell.run_line_magic("ecflow", "tree")
     try:
         end = time.monotonic() + 10
@@ -111,8 +116,13 @@ def test_server_suite_tree_and_actions(shell, tmp_path, capsys):
     assert "/m/g/c:" in capsys.readouterr().out
     status = shell.run_line_magic("ecflow", "status")
     assert status["suites"]["/m"] in ("queued", "active", "complete")
+    n_before = gantt.n_bars
     shell.run_line_magic("ecflow", "requeue /m/f")
     wait_state(client, "/m/f", "complete")
+    end = time.monotonic() + 10
+    while time.monotonic() < end and gantt.n_bars < n_before + 4:  # the rerun arrives live, via deltas
+        time.sleep(0.05)
+    assert gantt.n_bars >= n_before + 4
     # replacing keeps working; loading the same suite again is refused with a readable hint
     with pytest.raises(UsageError, match="--replace"):
         shell.run_cell_magic("suite", "--load", SUITE.format(home=home))

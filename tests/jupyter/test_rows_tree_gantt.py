@@ -181,12 +181,16 @@ def test_suite_gantt_from_log_and_deltas():
         "LOG:[10:00:02 1.1.2026] submitted: /s/f1/b",
         "LOG:[10:00:03 1.1.2026] active: /s/f1/b",
         "LOG:[10:00:04 1.1.2026] aborted: /s/f1/b",
+        "LOG:[10:00:06 1.1.2026]  submitted: /s/f1/c job_size:68",  # this server's own lines
+        "MSG:[10:00:07 1.1.2026] chd:init /s/f1/c",
+        "MSG:[10:00:09 1.1.2026] chd:abort /s/f1/c",
     ])
     g = SuiteGantt.from_log(log)
     d = g.source.data
     spans = sorted(zip(d["lane"], d["phase"], d["duration"], d["ok"]))
     assert spans == [("/s/f1/a", "active", 4.0, True), ("/s/f1/a", "submitted", 1.0, True),
-                     ("/s/f1/b", "active", 1.0, False), ("/s/f1/b", "submitted", 1.0, True)]
+                     ("/s/f1/b", "active", 1.0, False), ("/s/f1/b", "submitted", 1.0, True),
+                     ("/s/f1/c", "active", 2.0, False), ("/s/f1/c", "submitted", 1.0, True)]
     live = SuiteGantt()
     live.on_delta({"seq": 1, "time": 100.0, "changes": [{"path": "/s/t", "state": "submitted"}]})
     live.on_delta({"seq": 2, "time": 101.5, "changes": [{"path": "/s/t", "state": "active"}]})
