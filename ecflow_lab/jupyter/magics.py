@@ -248,7 +248,7 @@ class EcflowMagics(_Base):
                 from ecflow_lab.jupyter.tree import NodeTree
 
                 root = a.args[0] if a.args else None
-                tree = NodeTree.follow(Client(client.get_host(), client.get_port()), root=root,
+                tree = NodeTree.follow(Client(client.get_host(), client.get_port()), own_client=True, root=root,
                                        title=f"{client.get_host()}:{client.get_port()}{root or ''}")
                 st.trees.append(tree)
                 return tree

@@ -89,9 +89,13 @@ class NodeTree(anywidget.AnyWidget):
 
     # -- lifetime ---------------------------------------------------------------------------------
     @classmethod
-    def follow(cls, client: Any, **kwargs: Any) -> NodeTree:
-        """A tree that follows ``client``'s server through ``client.subscribe`` (deltas, full on gaps)."""
+    def follow(cls, client: Any, *, own_client: bool = False, **kwargs: Any) -> NodeTree:
+        """A tree that follows ``client``'s server through ``client.subscribe`` (deltas, full on gaps).
+
+        ``own_client``: :meth:`close` closes ``client`` too (a client made just for this tree).
+        """
         tree = cls(client=client, **kwargs)
+        tree._owns_client = own_client
         tree.start()
         return tree
 
@@ -113,6 +117,8 @@ class NodeTree(anywidget.AnyWidget):
         if self._flusher is not None and self._flusher is not threading.current_thread():
             self._flusher.join(5)
         self._flusher = None
+        if getattr(self, "_owns_client", False) and self.client is not None:
+            self.client.close()
         super().close()
 
     def __enter__(self) -> NodeTree:
