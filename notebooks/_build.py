@@ -197,7 +197,7 @@ print(ci.query("state", "/hello/greet/say"))        # queued: the family is susp
 assert wait_for("/hello") == "complete", ci.get_log(20)
 """),
     code("""
-%ecflow status
+_ = %ecflow status          # prints a summary; the same as a dict in `_`
 """),
     md("""
 ## Clean up
@@ -760,7 +760,7 @@ dfid = %ecpds push {outgoing / "fc_step000.grib"} -destination archive
 from ecflow_lab.jupyter.magics import state
 tc = state().transfers()          # the TransferClient the magics use
 st = tc.wait(dfid, timeout=30)
-%ecpds status {dfid}
+_ = %ecpds status {dfid}
 """),
     code("""
 # NBVAL_CHECK_OUTPUT
@@ -1079,6 +1079,7 @@ def build(name: str, cells: list[nbformat.NotebookNode], execute: bool = True) -
         NotebookClient(nb, timeout=120, kernel_name="python3",
                        resources={"metadata": {"path": str(HERE)}}).execute()
         print(f"{name}: executed in {time.monotonic() - t0:.1f} s")
+    nb.metadata.pop("widgets", None)   # saved widget state: random ids, large, of no use without the kernel
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"c{i:02d}"
         if cell["cell_type"] != "code":
