@@ -60,6 +60,7 @@ class LabState:
         self.transfer_service: Any = None
         self.transfer_client: Any = None
         self.transfer_master: str | None = None
+        self._saved_master: str | None = None
 
     # -- suite server ---------------------------------------------------------------------------------
     def start_server(self, port: int | None, home: str | None, timeout: float = 30.0) -> Any:
@@ -165,6 +166,11 @@ class LabState:
         if svc is None:
             return False
         svc.close()
+        if os.environ.get("ECPDS_MASTER") == svc.address:  # %ecpds start set it for `!ecpds ...`
+            if self._saved_master is None:
+                os.environ.pop("ECPDS_MASTER", None)
+            else:
+                os.environ["ECPDS_MASTER"] = self._saved_master
         self.transfer_master = None
         return True
 
@@ -480,6 +486,7 @@ class EcpdsMagics(_Base):
         st.stop_transfers()
         st.transfer_service = svc
         st.transfer_master = svc.address
+        st._saved_master = os.environ.get("ECPDS_MASTER")
         os.environ["ECPDS_MASTER"] = svc.address  # so `!ecpds ...` in the notebook finds it too
         print(f"transfer master {svc.address} with {a.movers} movers, home {home}")
 

@@ -184,7 +184,8 @@ def test_cascade_magics_run_a_graph_with_a_live_gantt(shell):
     assert magics.state().cluster is None
 
 
-def test_ecpds_magics_push_status_waitfor(shell, tmp_path, capsys):
+def test_ecpds_magics_push_status_waitfor(shell, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ECPDS_MASTER", raising=False)
     out = tmp_path / "out"
     out.mkdir()
     shell.run_line_magic("ecpds", f"start --movers 1 --home {tmp_path / 'ecpds'}")
@@ -211,8 +212,10 @@ def test_ecpds_magics_push_status_waitfor(shell, tmp_path, capsys):
             shell.run_line_magic("ecpds", f"push {tmp_path / 'missing'} -destination arch")
         with pytest.raises(UsageError, match="-destination"):
             shell.run_line_magic("ecpds", f"push {files[0]}")
+        assert os.environ["ECPDS_MASTER"] == magics.state().transfer_master  # for `!ecpds ...` in cells
     finally:
         shell.run_line_magic("ecpds", "stop")
+    assert "ECPDS_MASTER" not in os.environ
 
 
 def test_unload_stops_what_the_magics_started(ip, tmp_path):
