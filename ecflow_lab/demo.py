@@ -464,7 +464,12 @@ def _sigterm_as_exception() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; 0 on success, 1 when a step fails, 130 on Ctrl-C / SIGTERM."""
-    a = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    ap = _parser()
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    for name, value in (("--workers", a.workers), ("--members", a.members), ("--bytes", a.bytes),
+                        ("--timeout", a.timeout)):
+        if value <= 0:
+            ap.error(f"{name} must be positive, got {value}")
     out_dir = (a.out or Path.cwd()).resolve()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -121,3 +121,8 @@ def test_demo_runs_again_on_the_same_home(tmp_path: Path) -> None:
         assert "== suite /demo: complete" in r.stdout
     assert re.search(r"DataFileId=2 Done", r.stdout), r.stdout   # the second push is a new data file
     _assert_nothing_left(home)
+
+
+def test_demo_rejects_bad_options() -> None:
+    r = subprocess.run(_demo_cmd("--workers", "0"), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--workers must be positive, got 0" in r.stderr
