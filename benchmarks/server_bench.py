@@ -5,8 +5,9 @@
 Prints one ``name ours ecflow ratio target`` line per figure. Targets (issue 3): child commands over the
 Python API >= 1.5x ecFlow's calls/s; a child command via curl no slower than ecflow_client; for the big
 definition: server memory <= ecFlow's, load <= 2x, full download <= 1x, checkpoint <= 3x.
-``full_download_s`` is ``get_server_defs()`` (the state travels as gzip members; the Defs is built on the
-first ``get_defs()``, reported separately as ``client_materialise_defs_s``).
+ecFlow's ``get_server_defs()`` both transfers the definition and builds the client's Defs, so the target row
+``full_download_with_model_s`` is our transfer (``full_download_s``: the state as gzip members) PLUS building the
+Defs on the first ``get_defs()`` (``client_materialise_defs_s``); the two parts are also printed alone.
 The anchor runs under Debian's /usr/bin/python3 (python3-ecflow); without it only our figures print.
 """
 
@@ -99,6 +100,7 @@ def run_ours(tasks: int, calls: int) -> dict[str, float]:
         t = time.perf_counter()
         n_nodes = len(ci.get_defs().get_all_nodes())
         figs["client_materialise_defs_s"] = time.perf_counter() - t
+        figs["full_download_with_model_s"] = figs["full_download_s"] + figs["client_materialise_defs_s"]
         assert n_nodes > figs["defs_tasks"]
         t = time.perf_counter()
         ci.checkpt()
@@ -173,7 +175,8 @@ TARGETS = [
     ("child_curl_ms_per_call", "lower", 1.0, "child_cli_ms_per_call"),
     ("server_rss_loaded_kb", "lower", 1.0),
     ("load_s", "lower", 2.0),
-    ("full_download_s", "lower", 1.0),
+    ("full_download_with_model_s", "lower", 1.0, "full_download_s"),
+    ("full_download_s", "lower", None),
     ("checkpoint_s", "lower", 3.0),
     ("child_cli_ms_per_call", "lower", None),
     ("ping_ms", "lower", None),
