@@ -258,6 +258,8 @@ class Client:
 
     def _zmq_call(self, cmd: str, frames: list[bytes], child: bool, deadline: float
                   ) -> tuple[Any, bytes | None]:
+        import zmq  # already loaded by _open(); kept out of module import for job-side start-up
+
         while True:
             if self._sock is None:
                 if not self._reachable():
@@ -268,6 +270,15 @@ class Client:
                                        "connection refused (is the server running?)")
                 self._sock = self._open()
             sock = self._sock
+            # IMMEDIATE: with no live connection (server killed) a send would block for ever; wait for a
+            # connection with a deadline, then reconnect (child commands) or report it (user commands)
+            if not sock.poll(2000, zmq.POLLOUT):
+                self._sock.close(linger=0)
+                self._sock = None
+                if time.monotonic() > deadline or (not child and not self._reachable()):
+                    raise RuntimeError(f"cannot reach ecflow_lab server {self._host}:{self._port}: no connection "
+                                       f"for '{cmd}' (is the server running?)")
+                continue
             sock.send_multipart(frames, copy=len(frames[-1]) < 65536)
             while True:
                 if sock.poll(1000 if child else 500):
