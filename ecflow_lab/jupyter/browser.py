@@ -21,7 +21,7 @@ from typing import Any
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
+                 "--disable-dev-shm-usage", "--disable-crash-reporter", "--disable-breakpad"]
 
 
 def chromium_path() -> str | None:
