@@ -105,6 +105,14 @@ def _node_name(name: str) -> NodeName:
     return n
 
 
+def _named(items: list[Any] | None, name: str) -> Any:
+    """The first of ``items`` (an attribute list that may still be None) called ``name``, or None."""
+    for it in items or ():
+        if it.name == name:
+            return it
+    return None
+
+
 def valid_name(name: str) -> bool:
     """ecFlow node names: ``[A-Za-z0-9_][A-Za-z0-9_.]*``."""
     return bool(_NAME_RE.match(name))
@@ -523,10 +531,7 @@ class Node:
 
     def find_variable(self, name: str) -> Variable | None:
         """The node's own user variable ``name`` (None if absent)."""
-        for v in self.variables or ():
-            if v.name == name:
-                return v
-        return None
+        return _named(self.variables, name)
 
     def find_event(self, name: str) -> Event | None:
         for e in self.events or ():
@@ -535,34 +540,19 @@ class Node:
         return None
 
     def find_meter(self, name: str) -> Meter | None:
-        for m in self.meters or ():
-            if m.name == name:
-                return m
-        return None
+        return _named(self.meters, name)
 
     def find_label(self, name: str) -> Label | None:
-        for lb in self.labels or ():
-            if lb.name == name:
-                return lb
-        return None
+        return _named(self.labels, name)
 
     def find_limit(self, name: str) -> Limit | None:
-        for lm in self.limits or ():
-            if lm.name == name:
-                return lm
-        return None
+        return _named(self.limits, name)
 
     def find_queue(self, name: str) -> Queue | None:
-        for q in self.queues or ():
-            if q.name == name:
-                return q
-        return None
+        return _named(self.queues, name)
 
     def find_generic(self, name: str) -> Generic | None:
-        for g in self.generics or ():
-            if g.name == name:
-                return g
-        return None
+        return _named(self.generics, name)
 
     # ------------------------------------------------------------------ flags
     def set_flag(self, flag: str) -> None:
@@ -1217,10 +1207,7 @@ class Defs:
         return self
 
     def find_variable(self, name: str) -> Variable | None:
-        for v in self.variables or ():
-            if v.name == name:
-                return v
-        return None
+        return _named(self.variables, name)
 
     def find_suite(self, name: str) -> Suite | None:
         return self._index.get(name)
