@@ -164,7 +164,7 @@ def test_large_arrays_move_through_shared_memory(cluster):
     assert any(e["kind"] == "transfer_end" and e["bytes"] >= 32_000_000 for e in res.trace.events)
     # the run's shared-memory files are removed once it is over (the returned arrays stay valid)
     tag = "ecl-" + wire.mac(cluster.secret, [b"prefix"]).hex()[:8]
-    deadline = time.time() + 5
+    deadline = time.time() + 10
 
     def left():  # spare segments (pre-allocated, never handed out) stay until the cluster closes
         return [f for f in os.listdir("/dev/shm") if f.startswith(tag) and "-spare-" not in f]
@@ -173,6 +173,60 @@ def test_large_arrays_move_through_shared_memory(cluster):
         time.sleep(0.05)
     assert not left()
     assert res[b][-1] == 2 * 3_999_999 and arr[0] == 5
+
+
+def filled(n: int, v: float) -> np.ndarray:
+    return np.full(n, v)
+
+
+def first_and_sum(a: np.ndarray) -> tuple:
+    return float(a[0]), float(a.sum())
+
+
+def test_freed_segments_are_reused_but_never_while_someone_maps_them(cluster):
+    """A large hand-off's segment comes back to its writer when the run ends, and its (allocated, mapped)
+    pages carry the next large output; a segment still mapped by a reader (here: the caller's output) is
+    never written again."""
+    n = 4_000_000  # 32 MB, above the reuse threshold
+    w0, w1 = (w["id"] for w in cluster.workers)
+
+    def handoff(v: float, output_big: bool = False):
+        g = Graph()
+        a = g.add_task(filled, n, v, requirements=Requirements(worker=w0), name="produce")
+        c = g.add_task(first_and_sum, a, requirements=Requirements(worker=w1), name="consume")
+        g.set_outputs([c, a] if output_big else [c])
+        res = cluster.run(g)
+        assert res[c] == (v, v * n)
+        via = [e["via"] for e in res.trace.events if e["kind"] == "transfer_end" and e["name"] == "produce"]
+        return res, a, via[0]
+
+    kept, a, _ = handoff(7.0, output_big=True)  # the caller maps this segment for as long as it keeps it
+    vias = []
+    for i in range(6):
+        vias.append(handoff(float(i))[2])
+        time.sleep(0.2)
+    assert "shm-reused" in vias, vias  # freed segments do come back
+    big = kept[a]
+    assert big.shape == (n,) and float(big.min()) == float(big.max()) == 7.0  # and the kept one was never reused
+    del big, kept
+
+
+def test_segment_reader_lock_tells_whether_anyone_maps_it(tmp_path):
+    arr = np.arange(100_000, dtype=np.float64)
+    desc = wire.publish(arr, f"ecl-test-{os.getpid()}-lock", "h")
+    try:
+        assert desc[0] == "s" and wire.unreferenced(desc[2])
+        val = wire.load(desc)
+        assert not wire.unreferenced(desc[2])  # a live mapping holds its reader lock
+        assert float(val[-1]) == 99_999.0
+        del val
+        import gc
+
+        gc.collect()
+        assert wire.unreferenced(desc[2])  # ...and lets go with the mapping
+    finally:
+        wire.unlink_quiet(desc[2])
+    assert not wire.unreferenced(desc[2])  # a missing file is never reported free
 
 
 def test_on_event_streams_pinned_trace_shape(cluster):

@@ -111,6 +111,28 @@ class Agent:
     def send(self, msg: tuple) -> None:
         wire.send(self.ctl, self.key, msg)
 
+    def release(self, path: str) -> None:
+        """A dataset nobody needs any more. A large segment of a live worker goes back to that worker
+        (renamed ``-free-PID-``; it reuses the pages, already allocated and mapped, for its next large
+        output when no reader maps it any more); anything else is deleted."""
+        pid = path.rsplit("-", 1)[-1]
+        if pid.isdecimal() and int(pid) in self.live_pids():
+            try:
+                big = os.stat(path).st_size >= wire.RECYCLE_MIN
+            except OSError:
+                return
+            if big:
+                free = os.path.join(os.path.dirname(path), f"{self.shm_prefix}-free-{pid}-{os.path.basename(path)}")
+                try:
+                    os.rename(path, free)
+                    return
+                except OSError:
+                    pass
+        wire.unlink_quiet(path)
+
+    def live_pids(self) -> set[int]:
+        return {p.pid for p, _ in self.procs.values() if p.poll() is None}
+
     def hello(self) -> None:
         workers = {wid: p.pid for wid, (p, _) in self.procs.items()}
         self.send(("agent", self.host, self.data_addr, os.getpid(), workers))
@@ -121,6 +143,9 @@ class Agent:
             if rc is None:
                 continue
             del self.procs[wid]
+            for path in glob.glob(os.path.join(wire.SHM_DIR or "/nonexistent", f"{self.shm_prefix}-*-{p.pid}*")):
+                if f"-free-{p.pid}-" in path or f"-spare-{p.pid}-" in path:
+                    wire.unlink_quiet(path)  # its pages for reuse: nobody else would ever take them
             self.send(("worker_lost", wid, rc))
             if self.running and self.restart:
                 self.spawn(gpu)
@@ -146,10 +171,10 @@ class Agent:
         if kind == "unlink":
             for path in msg[1]:
                 if os.path.basename(path).startswith(self.shm_prefix):
-                    wire.unlink_quiet(path)
+                    self.release(path)
         elif kind == "unlink_job":
             for path in glob.glob(os.path.join(wire.SHM_DIR or "/nonexistent", f"{self.shm_prefix}-{msg[1]}-*")):
-                wire.unlink_quiet(path)
+                self.release(path)
         elif kind == "kill_worker":  # used by tests and operators: SIGKILL one worker
             entry = self.procs.get(msg[1])
             if entry:

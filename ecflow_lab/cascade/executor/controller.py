@@ -645,7 +645,7 @@ class Controller(threading.Thread):
             emit({"t": t0, "kind": "started", "task": t.id, "name": t.name, "worker": w.id})
             emit({"t": t1, "kind": "finished", "task": t.id, "name": t.name, "worker": w.id, "func": t.name})
             if xfer is not None:
-                via = "shm-preallocated" if xfer[3] else "shm"
+                via = f"shm-{xfer[3]}" if xfer[3] else "shm"
                 emit({"t": xfer[0], "kind": "transfer_start", "task": t.id, "name": t.name, "worker": w.id,
                       "bytes": xfer[2], "via": via})  # fmt: skip
                 emit({"t": xfer[1], "kind": "transfer_end", "task": t.id, "name": t.name, "worker": w.id,

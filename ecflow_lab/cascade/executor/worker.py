@@ -10,6 +10,8 @@ secret in the environment.
 from __future__ import annotations
 
 import argparse
+import glob
+import mmap
 import os
 import pickle
 import sys
@@ -29,6 +31,7 @@ FLUSH_AFTER_S = 0.005
 # After publishing a large dataset, an idle worker pre-allocates a fresh shared-memory segment of that size
 # (tmpfs page allocation + zeroing costs as much as the copy itself) so the next publish of a similar
 # dataset only copies. Segments are never reused once handed out. 0 disables it.
+RECYCLE_WAIT_S = 2.0  # how long a freed segment may stay mapped by a reader before it is given up
 SPARE_MAX = int(os.environ.get("ECFLOW_LAB_CASCADE_SHM_SPARE_MB", "4096")) << 20
 
 
@@ -57,11 +60,17 @@ class Worker:
         self.remote: dict[str, zmq.Socket] = {}
         self.parent = os.getppid()
         self.running = True
-        self.spare: tuple[str, int] | None = None  # (path, size) of a pre-allocated, never used segment
+        # (path, size, mapping, origin) of a pre-allocated, already mapped, never used segment
+        self.spare: tuple[str, int, mmap.mmap, str] | None = None
+        # inode -> (path, mapping) of large segments this worker wrote; the agent hands each back when
+        # freed (renamed -free-PID-...), and its pages become the next spare if no reader maps it any more
+        self.published: dict[int, tuple[str, mmap.mmap]] = {}
+        self.freed_at: dict[int, float] = {}  # inode -> when it came back still mapped by a reader
+        self.unmap: list[mmap.mmap] = []  # writer mappings of small segments, closed when idle
         self.want_spare = 0
         self.n_spare = 0
         self.spare_lock = threading.Lock()
-        self.spare_hit = False
+        self.spare_hit: str | bool = False  # where the last publish's segment came from
         self.spare_thread: threading.Thread | None = None
 
     # -- messaging --------------------------------------------------------------------------------
@@ -137,12 +146,69 @@ class Worker:
     # -- data ---------------------------------------------------------------------------------------
     def publish(self, job: int, ds: tuple, value: Any) -> tuple:
         name = f"{self.shm_prefix}-{job}-{ds[0]}-{ds[1]}-{os.getpid()}"
-        desc = wire.publish(value, name, self.host, self._take_spare)
+        desc = wire.publish(value, name, self.host, self._take_spare, self._keep_mapping)
         if desc[0] == "s" and desc[5] <= SPARE_MAX:
             self.want_spare = max(self.want_spare, desc[5] + 4096)
         return desc
 
-    def _take_spare(self, size: int) -> str | None:
+    def _keep_mapping(self, path: str, mm: mmap.mmap) -> None:
+        if len(mm) >= wire.RECYCLE_MIN and len(mm) <= SPARE_MAX:
+            try:
+                self.published[os.stat(path).st_ino] = (path, mm)
+                return
+            except OSError:
+                pass
+        self.unmap.append(mm)
+
+    def reclaim(self) -> None:
+        """Take back freed segments this worker wrote: the biggest one nobody maps becomes the spare (its
+        pages are allocated and mapped already); the others are deleted and unmapped."""
+        if not self.published or wire.SHM_DIR is None:
+            return
+        pattern = os.path.join(wire.SHM_DIR, f"{self.shm_prefix}-free-{os.getpid()}-*")
+        now = time.monotonic()
+        for free in glob.glob(pattern):
+            try:
+                st = os.stat(free)
+            except OSError:
+                continue
+            entry = self.published.get(st.st_ino)
+            if entry is None:
+                wire.unlink_quiet(free)
+                continue
+            mm = entry[1]
+            with self.spare_lock:
+                fits = st.st_size <= SPARE_MAX and (self.spare is None or self.spare[1] < st.st_size) and not (
+                    self.spare_thread and self.spare_thread.is_alive())
+                free_now = fits and wire.unreferenced(free)
+                if free_now:
+                    self.n_spare += 1
+                    path = os.path.join(wire.SHM_DIR, f"{self.shm_prefix}-spare-{os.getpid()}-{self.n_spare}")
+                    try:
+                        os.rename(free, path)
+                    except OSError:
+                        free_now = False
+                    else:
+                        self._drop_spare()
+                        self.spare = (path, st.st_size, mm, "reused")
+                        self.want_spare = max(self.want_spare, st.st_size)
+                        del self.published[st.st_ino]
+                        self.freed_at.pop(st.st_ino, None)
+                        continue
+            # still mapped by a reader (which lets go when its job ends, moments later): wait a little
+            first = self.freed_at.setdefault(st.st_ino, now)
+            if not fits or now - first > RECYCLE_WAIT_S:
+                del self.published[st.st_ino]
+                self.freed_at.pop(st.st_ino, None)
+                wire.unlink_quiet(free)
+                mm.close()
+        for ino, (path, mm) in list(self.published.items()):
+            if not os.path.exists(path) and not glob.glob(f"{pattern[:-1]}{os.path.basename(path)}"):
+                del self.published[ino]  # deleted by someone else: only our mapping keeps the pages
+                mm.close()
+
+    def _take_spare(self, size: int) -> tuple[str, mmap.mmap] | None:
+        self.reclaim()
         th = self.spare_thread
         if th is not None and th.is_alive() and size <= self.want_spare:
             th.join()  # the segment being allocated fits: finishing it is never slower than starting afresh
@@ -151,8 +217,8 @@ class Worker:
             if sp is None or sp[1] < size or sp[1] > 2 * size + (64 << 20):
                 return None
             self.spare = None
-            self.spare_hit = True
-            return sp[0]
+            self.spare_hit = sp[3]
+            return sp[0], sp[2]
 
     def make_spare(self) -> None:
         """Idle time: pre-allocate a segment for the next large publish, in a thread (fallocate releases
@@ -164,24 +230,38 @@ class Worker:
             if self.spare is not None:
                 if self.spare[1] >= size:
                     return
-                wire.unlink_quiet(self.spare[0])
-                self.spare = None
+                self._drop_spare()
         self.n_spare += 1
         path = os.path.join(wire.SHM_DIR, f"{self.shm_prefix}-spare-{os.getpid()}-{self.n_spare}")
         self.spare_thread = threading.Thread(target=self._allocate, args=(path, size), daemon=True)
         self.spare_thread.start()
 
     def _allocate(self, path: str, size: int) -> None:
+        """Allocate the segment's pages and map them populated (MAP_POPULATE): the copy of the next large
+        output then touches no fresh page and runs at memory bandwidth."""
         fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o600)
         try:
             os.posix_fallocate(fd, 0, size)
+            mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
             with self.spare_lock:
-                self.spare = (path, size)
+                self.spare = (path, size, mm, "preallocated")
         except OSError:  # no room in /dev/shm: stop trying
             wire.unlink_quiet(path)
             self.want_spare = 0
         finally:
             os.close(fd)
+
+    def _drop_spare(self) -> None:
+        """Release the spare segment (caller holds spare_lock or owns the worker at shutdown)."""
+        if self.spare is not None:
+            self.spare[2].close()
+            wire.unlink_quiet(self.spare[0])
+            self.spare = None
+
+    def release_mappings(self) -> None:
+        """Unmap the segments this worker wrote (readers have their own mappings; the files stay)."""
+        while self.unmap:
+            self.unmap.pop().close()
 
     def value(self, job: int, ds: tuple) -> Any:
         store = self.store[job]
@@ -320,7 +400,9 @@ class Worker:
             t = self._next_runnable()
             if t is None:
                 self.flush()
-                if self.want_spare and (self.spare is None or self.spare[1] < self.want_spare):
+                self.release_mappings()
+                self.reclaim()
+                if self.want_spare and not self.published and (self.spare is None or self.spare[1] < self.want_spare):
                     self.make_spare()
                 self.drain(1000)
                 now = time.monotonic()
@@ -356,8 +438,11 @@ class Worker:
     def close(self) -> None:
         if self.spare_thread is not None:
             self.spare_thread.join()
-        if self.spare is not None:
-            wire.unlink_quiet(self.spare[0])
+        self._drop_spare()
+        self.release_mappings()
+        for _path, mm in self.published.values():
+            mm.close()
+        self.published.clear()
         for s in self.remote.values():
             s.close(0)
         self.sock.close()
