@@ -13,6 +13,7 @@ container completes, ECF_TRIES retries, job passwords and zombies.
 from __future__ import annotations
 
 import datetime as _dt
+import hmac
 import os
 import random
 import string
@@ -805,7 +806,8 @@ class Scheduler:
                                 f"{cmd}: task {path or '(ECF_NAME not set)'} not found in the server")
         free = self.lookup(task, "ECF_PASS") == "FREE" or M.user_var(task, "ECF_PASS") == "FREE"
         if not free:
-            if passwd != M.password(task):
+            expected = M.password(task)
+            if not isinstance(expected, str) or not hmac.compare_digest(passwd.encode(), expected.encode()):
                 return self._zombie(task, path, "ecf_passwd", passwd, rid, tryno, cmd,
                                     f"{cmd}: password mismatch for {path} (job password {passwd!r}); "
                                     f"the job is a zombie")
