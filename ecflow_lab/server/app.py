@@ -340,8 +340,10 @@ class SuiteServer:
                 if ready:
                     pending: list[list[bytes]] = []
                     direct: list[tuple[socket.socket, list[bytes]]] = []
+                    router_ready = False
                     for sock, _ in ready:
                         if sock is router:
+                            router_ready = True
                             continue
                         fd = sock if isinstance(sock, int) else sock.fileno()
                         if listener is not None and fd == listener.fileno():
@@ -349,7 +351,7 @@ class SuiteServer:
                         elif fd in conns:
                             self._read_direct(conns[fd][0], poller, conns, direct)
                     curve = self.curve is not None
-                    for _ in range(2000):
+                    for _ in range(2000 if router_ready else 0):  # no zmq.Again raised for nothing
                         try:
                             if curve:   # the key's user name travels as a property of the frames
                                 raw = router.recv_multipart(zmq.NOBLOCK, copy=False)

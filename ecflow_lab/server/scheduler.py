@@ -131,8 +131,8 @@ class Scheduler:
         self._suite_src.pop(name, None)
         self._suite_gz.pop(name, None)
 
-    def _touch(self, node: Any, key: str | None = None, value: Any = None) -> None:
-        p = M.path(node)
+    def _touch(self, node: Any, key: str | None = None, value: Any = None, path: str | None = None) -> None:
+        p = path or M.path(node)
         self._invalidate(p)
         rec = self._chg.setdefault(p, {})
         if key is not None:
@@ -911,7 +911,7 @@ class Scheduler:
             value = bool(args.get("value", True))
             if ev.value != value:
                 ev.value = value
-                self._touch(task, "events", {ev.ident: value})
+                self._touch(task, "events", {ev.ident: value}, path)
                 self.need_traversal = True
             self._msg(f"chd:event {name} {path}")
             return None
@@ -925,7 +925,7 @@ class Scheduler:
                 raise RuntimeError(f"meter: value {value} for {path}:{name} is outside [{me.min}, {me.max}]")
             if me.value != value:
                 me.value = value
-                self._touch(task, "meters", {name: value})
+                self._touch(task, "meters", {name: value}, path)
                 self.need_traversal = True
             return None
         if cmd == "label":
