@@ -423,3 +423,29 @@ def test_memory_requirement_is_checked_against_worker_memory(cluster):
     g.add_task(one, name="hog", requirements=Requirements(memory_mb=per_worker * 4))
     with pytest.raises(GraphError, match="hog"):
         cluster.run(g)
+
+
+def test_segment_without_reader_lock_is_read_as_a_private_copy(monkeypatch):
+    """Where the reader lock cannot be taken, the reader gets a copy: a writer reusing the segment later
+    cannot change what it holds."""
+    import fcntl
+
+    real = fcntl.fcntl
+
+    def no_ofd_locks(fd, cmd, arg=0):
+        if cmd == fcntl.F_OFD_SETLKW:
+            raise OSError(22, "locks not supported here")
+        return real(fd, cmd, arg)
+
+    arr = np.arange(100_000, dtype=np.float64)
+    desc = wire.publish(arr, f"ecl-test-{os.getpid()}-copy", "h")
+    try:
+        monkeypatch.setattr(wire.fcntl, "fcntl", no_ofd_locks)
+        val = wire.load(desc)
+        monkeypatch.undo()
+        assert wire.unreferenced(desc[2])  # nobody maps it: the writer may reuse it...
+        with open(desc[2], "r+b") as f:  # ...and does
+            f.write(b"\xff" * (desc[3] + 4096))
+        assert float(val[0]) == 0.0 and float(val[-1]) == 99_999.0  # the reader's copy is untouched
+    finally:
+        wire.unlink_quiet(desc[2])

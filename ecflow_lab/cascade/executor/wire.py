@@ -265,12 +265,24 @@ def _flock(kind: int) -> bytes:
     return struct.pack("@hhqqixxxx", kind, os.SEEK_SET, 0, 0, 0)
 
 
-def map_segment(path: str, access: int) -> mmap.mmap:
-    """Map a published segment, holding a reader lock for the mapping's lifetime."""
+def map_segment(path: str, access: int) -> mmap.mmap | bytearray:
+    """Map a published segment, holding a reader lock for the mapping's lifetime. Where the lock cannot be
+    taken, a private copy is returned instead, so that a writer reusing the segment can never change it."""
     fd = os.open(path, os.O_RDONLY)
     try:
         if _OFD:
-            fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, _flock(fcntl.F_RDLCK))
+            try:
+                fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, _flock(fcntl.F_RDLCK))
+            except OSError:
+                size = os.fstat(fd).st_size
+                buf = bytearray(size)
+                mv, off = memoryview(buf), 0
+                while off < size:
+                    n = os.preadv(fd, [mv[off:]], off)
+                    if n <= 0:
+                        raise OSError(f"short read of {path}") from None
+                    off += n
+                return buf
         return mmap.mmap(fd, 0, access=access)  # dups fd: the lock lives until the mapping is closed
     finally:
         os.close(fd)
