@@ -7,7 +7,7 @@ import secrets
 import pytest
 import zmq
 
-from ecflow_lab.security import ClientCurve, CurveServer, generate_keypair
+from ecflow_lab.security import ClientCurve, CurveServer
 from ecflow_lab.security.capture import LoopbackCapture, capture_unavailable
 
 
@@ -37,13 +37,6 @@ def exchange(encrypted: bool, keydir, backend: str) -> tuple[bytes, LoopbackCapt
     assert cap.data, "the capture saw no traffic at all"
     return marker, cap
 
-
-@pytest.fixture
-def keydir(tmp_path):
-    d = tmp_path / "keys"
-    generate_keypair("server", d)
-    generate_keypair("client", d)
-    return d
 
 
 @pytest.mark.parametrize("backend", ["raw", "tshark"])

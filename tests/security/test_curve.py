@@ -32,13 +32,6 @@ from ecflow_lab.security import (
 ECHO = Path(__file__).with_name("echo_server.py")
 
 
-@pytest.fixture
-def keydir(tmp_path):
-    d = tmp_path / "keys"
-    generate_keypair("server", d)
-    generate_keypair("client", d)
-    return d
-
 
 @pytest.fixture
 def ctx():

@@ -155,14 +155,9 @@ def _echo(text: str) -> str:
 
 
 @pytest.fixture
-def keydir(tmp_path: Path, monkeypatch) -> Path:
-    from ecflow_lab.security import generate_keypair
-
-    d = tmp_path / "keys"
-    generate_keypair("server", d)
-    generate_keypair("client", d)
-    monkeypatch.setenv("ECFLOW_LAB_KEYS", str(d))   # the agents and workers inherit it
-    return d
+def keydir(keydir: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("ECFLOW_LAB_KEYS", str(keydir))   # the agents and workers inherit it
+    return keydir
 
 
 @pytest.mark.parametrize("backend", ["raw"])

@@ -103,13 +103,6 @@ def servers():
         s.stop()
 
 
-@pytest.fixture
-def keydir(tmp_path: Path) -> Path:
-    d = tmp_path / "keys"
-    generate_keypair("server", d)
-    generate_keypair("client", d)
-    return d
-
 
 def _load(ci: Client, tmp_path: Path, marker: str = "x") -> None:
     f = tmp_path / f"sec-{secrets.token_hex(3)}.def"

@@ -23,15 +23,6 @@ from ecflow_lab.transfer import TransferClient, TransferError, TransferService
 
 
 @pytest.fixture
-def keydir(tmp_path: Path) -> Path:
-    """The service owner's keys: server + client keypairs (0600 secrets, 0700 directory)."""
-    d = tmp_path / "keys"
-    generate_keypair("server", d)
-    generate_keypair("client", d)
-    return d
-
-
-@pytest.fixture
 def stranger_keys(tmp_path: Path, keydir: Path) -> Path:
     """Someone who knows the server's public key but whose own client key was never authorized."""
     d = tmp_path / "stranger"

@@ -13,6 +13,7 @@ import time
 import urllib.request
 
 import pytest
+from _support import wait_for
 
 from ecflow_lab.client import Client
 from ecflow_lab.defs import Defs
@@ -68,14 +69,6 @@ def child_for(srv, path):
     c.set_child_try_no(t.try_no)
     return c
 
-
-def wait_for(pred, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_errors_are_runtime_errors_with_the_servers_message(ci):

@@ -3,25 +3,14 @@ edit_script submit, free dependencies, replace, zombie actions and begin/requeue
 
 from __future__ import annotations
 
-import sys
 import time
 
 import pytest
+from _support import CLIENT, wait_for
 
 from ecflow_lab.client import Client
 from ecflow_lab.defs import Defs
 from ecflow_lab.server.app import SuiteServer
-
-CLIENT = f"{sys.executable} -m ecflow_lab client"
-
-
-def wait_for(pred, timeout=60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.fixture

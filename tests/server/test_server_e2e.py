@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from _support import CLIENT
 
 from ecflow_lab.defs import Defs
-
-CLIENT = f"{sys.executable} -m ecflow_lab client"
 
 
 def write(path: Path, text: str) -> None:

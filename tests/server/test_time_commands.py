@@ -4,26 +4,15 @@ fake clock: force complete and run miss the next time slot, free_time_dep, archi
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import time
 
 import pytest
+from _support import CLIENT, wait_for
 
 from ecflow_lab.client import Client
 from ecflow_lab.defs import Defs
 from ecflow_lab.server.app import SuiteServer
 from ecflow_lab.server.calendar import FakeClock
-
-CLIENT = f"{sys.executable} -m ecflow_lab client"
-
-
-def wait_for(pred, timeout=60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.fixture
