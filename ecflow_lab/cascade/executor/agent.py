@@ -143,9 +143,9 @@ class Agent:
             if rc is None:
                 continue
             del self.procs[wid]
-            for path in glob.glob(os.path.join(wire.SHM_DIR or "/nonexistent", f"{self.shm_prefix}-*-{p.pid}*")):
-                if f"-free-{p.pid}-" in path or f"-spare-{p.pid}-" in path:
-                    wire.unlink_quiet(path)  # its pages for reuse: nobody else would ever take them
+            for kind in ("free", "spare"):  # its pages for reuse: nobody else would ever take them
+                for path in glob.glob(os.path.join(wire.SHM_DIR or "/nonexistent", f"{self.shm_prefix}-{kind}-{p.pid}-*")):
+                    wire.unlink_quiet(path)
             self.send(("worker_lost", wid, rc))
             if self.running and self.restart:
                 self.spawn(gpu)

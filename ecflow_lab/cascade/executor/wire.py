@@ -201,7 +201,7 @@ def copy_into(mm: mmap.mmap, off: int, src: memoryview) -> None:
     copying, and one core cannot saturate memory bandwidth or fault pages in as fast as several)."""
     n = src.nbytes
     if n < 2 * COPY_CHUNK or COPY_THREADS == 1:
-        mm[off : off + n] = src.cast("B") if src.ndim != 1 or src.format != "B" else src
+        mm[off : off + n] = src  # PickleBuffer.raw() views are 1-D bytes already
         return
     import threading
 
@@ -249,9 +249,6 @@ def load(desc: tuple) -> Any:
 
 
 def read_file_buffer(path: str) -> memoryview:
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return memoryview(b"")
     return memoryview(map_segment(path, mmap.ACCESS_READ))
 
 
@@ -270,6 +267,8 @@ def map_segment(path: str, access: int) -> mmap.mmap | bytearray:
     taken, a private copy is returned instead, so that a writer reusing the segment can never change it."""
     fd = os.open(path, os.O_RDONLY)
     try:
+        if os.fstat(fd).st_size == 0:  # nothing to map (mmap refuses empty files)
+            return bytearray()
         if _OFD:
             try:
                 fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, _flock(fcntl.F_RDLCK))

@@ -165,47 +165,50 @@ class Worker:
         pages are allocated and mapped already); the others are deleted and unmapped."""
         if not self.published or wire.SHM_DIR is None:
             return
-        pattern = os.path.join(wire.SHM_DIR, f"{self.shm_prefix}-free-{os.getpid()}-*")
+        free_prefix = os.path.join(wire.SHM_DIR, f"{self.shm_prefix}-free-{os.getpid()}-")
         now = time.monotonic()
-        for free in glob.glob(pattern):
+        for free in glob.glob(free_prefix + "*"):
             try:
                 st = os.stat(free)
             except OSError:
                 continue
-            entry = self.published.get(st.st_ino)
-            if entry is None:
+            if st.st_ino not in self.published:
                 wire.unlink_quiet(free)
-                continue
-            mm = entry[1]
-            with self.spare_lock:
-                fits = st.st_size <= SPARE_MAX and (self.spare is None or self.spare[1] < st.st_size) and not (
-                    self.spare_thread and self.spare_thread.is_alive())
-                free_now = fits and wire.unreferenced(free)
-                if free_now:
-                    self.n_spare += 1
-                    path = os.path.join(wire.SHM_DIR, f"{self.shm_prefix}-spare-{os.getpid()}-{self.n_spare}")
-                    try:
-                        os.rename(free, path)
-                    except OSError:
-                        free_now = False
-                    else:
-                        self._drop_spare()
-                        self.spare = (path, st.st_size, mm, "reused")
-                        self.want_spare = max(self.want_spare, st.st_size)
-                        del self.published[st.st_ino]
-                        self.freed_at.pop(st.st_ino, None)
-                        continue
-            # still mapped by a reader (which lets go when its job ends, moments later): wait a little
-            first = self.freed_at.setdefault(st.st_ino, now)
-            if not fits or now - first > RECYCLE_WAIT_S:
-                del self.published[st.st_ino]
-                self.freed_at.pop(st.st_ino, None)
-                wire.unlink_quiet(free)
-                mm.close()
-        for ino, (path, mm) in list(self.published.items()):
-            if not os.path.exists(path) and not glob.glob(f"{pattern[:-1]}{os.path.basename(path)}"):
-                del self.published[ino]  # deleted by someone else: only our mapping keeps the pages
-                mm.close()
+            elif not self._adopt(free, st.st_ino, st.st_size):
+                # still mapped by a reader (which lets go when its job ends, moments later): wait a little
+                first = self.freed_at.setdefault(st.st_ino, now)
+                if not self._wanted(st.st_size) or now - first > RECYCLE_WAIT_S:
+                    wire.unlink_quiet(free)
+                    self._forget(st.st_ino)
+        for ino, (path, _mm) in list(self.published.items()):
+            if not os.path.exists(path) and not os.path.exists(free_prefix + os.path.basename(path)):
+                self._forget(ino)  # deleted by someone else: only our mapping keeps the pages
+
+    def _wanted(self, size: int) -> bool:
+        """Would a freed segment of ``size`` bytes be a better spare than what this worker has?"""
+        busy = self.spare_thread is not None and self.spare_thread.is_alive()
+        return size <= SPARE_MAX and (self.spare is None or self.spare[1] < size) and not busy
+
+    def _adopt(self, free: str, ino: int, size: int) -> bool:
+        """Make the freed segment at ``free`` the spare if it is wanted and nobody maps it."""
+        with self.spare_lock:
+            if not self._wanted(size) or not wire.unreferenced(free):
+                return False
+            self.n_spare += 1
+            path = os.path.join(wire.SHM_DIR or "", f"{self.shm_prefix}-spare-{os.getpid()}-{self.n_spare}")
+            try:
+                os.rename(free, path)
+            except OSError:
+                return False
+            self._drop_spare()
+            self.spare = (path, size, self.published.pop(ino)[1], "reused")
+            self.freed_at.pop(ino, None)
+            self.want_spare = max(self.want_spare, size)
+            return True
+
+    def _forget(self, ino: int) -> None:
+        self.published.pop(ino)[1].close()
+        self.freed_at.pop(ino, None)
 
     def _take_spare(self, size: int) -> tuple[str, mmap.mmap] | None:
         self.reclaim()
