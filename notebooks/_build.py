@@ -34,6 +34,19 @@ def code(text: str, *tags: str) -> nbformat.NotebookNode:
     return cell
 
 
+def ecflow_cleanup() -> list[nbformat.NotebookNode]:
+    """The closing cells of a suite tutorial: close the client, stop the server, remove its home."""
+    return [
+        md("## Clean up"),
+        code("""
+import shutil
+ci.close()
+%ecflow stop
+shutil.rmtree(home, ignore_errors=True)
+"""),
+    ]
+
+
 # ---------------------------------------------------------------------------------------------- 01
 
 NB01 = [
@@ -398,13 +411,7 @@ suite typo
     trigger b === complete
 endsuite
 """, "raises-exception"),
-    md("## Clean up"),
-    code("""
-import shutil
-ci.close()
-%ecflow stop
-shutil.rmtree(home, ignore_errors=True)
-"""),
+    *ecflow_cleanup(),
 ]
 
 # ---------------------------------------------------------------------------------------------- 03
@@ -560,13 +567,7 @@ Four runs, across the year boundary. As in ecFlow, the repeat also defines `YMD_
 # NBVAL_CHECK_OUTPUT
 print((home / "dates.txt").read_text())
 """),
-    md("## Clean up"),
-    code("""
-import shutil
-ci.close()
-%ecflow stop
-shutil.rmtree(home, ignore_errors=True)
-"""),
+    *ecflow_cleanup(),
 ]
 
 # ---------------------------------------------------------------------------------------------- 04
