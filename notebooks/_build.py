@@ -34,10 +34,10 @@ def code(text: str, *tags: str) -> nbformat.NotebookNode:
     return cell
 
 
-def ecflow_cleanup() -> list[nbformat.NotebookNode]:
+def ecflow_cleanup(heading: str = "## Clean up") -> list[nbformat.NotebookNode]:
     """The closing cells of a suite tutorial: close the client, stop the server, remove its home."""
     return [
-        md("## Clean up"),
+        md(heading),
         code("""
 import shutil
 ci.close()
@@ -212,17 +212,11 @@ assert wait_for("/hello") == "complete", ci.get_log(20)
     code("""
 _ = %ecflow status          # prints a summary; the same as a dict in `_`
 """),
-    md("""
+    *ecflow_cleanup("""
 ## Clean up
 
 Stop the server (the tree stops following it) and remove the home directory. In your own work you would
 keep the home: a restarted server picks up its checkpoint.
-"""),
-    code("""
-import shutil
-ci.close()
-%ecflow stop
-shutil.rmtree(home, ignore_errors=True)
 """),
 ]
 
