@@ -254,6 +254,9 @@ def _words(stmt: str) -> list[str]:
     return out
 
 
+MEMO_MAX = 200_000  # distinct statements remembered per parse
+
+
 def _rest(stmt: str, nwords: int) -> str:
     """The raw text after the first ``nwords`` words."""
     parts = stmt.split(None, nwords)
@@ -274,6 +277,10 @@ class _Parser:
         self.state_form = False
         self._vnode: Node | None = None
         self._vindex: dict[str, int] = {}
+        # statement text -> (attach function, parsed arguments) for plain statements (no comment, no ';')
+        # already parsed once: big suites repeat the same event/meter/label/edit/trigger lines thousands of
+        # times, and the attach step keeps every check that depends on the node (placement, duplicates)
+        self.memo: dict[str, tuple[Any, tuple]] = {}
         self.h = {
             "task": self.k_task, "edit": self.k_edit, "trigger": self.k_trigger, "complete": self.k_complete,
             "event": self.k_event, "meter": self.k_meter, "label": self.k_label, "family": self.k_family,
@@ -316,9 +323,19 @@ class _Parser:
         i = 0
         h = self.h
         raw_kw = _RAW_KEYWORDS
+        memo = self.memo
         while i < n:
             line = lines[i]
             i += 1
+            hit = memo.get(line)
+            if hit is not None:  # a statement seen before: its words are known good, only attach it
+                try:
+                    hit[0](*hit[1])
+                except DefsSyntaxError:  # attach steps check before they change anything: again, placed
+                    self.lineno = i
+                    self.line = self.stmt = line
+                    hit[0](*hit[1])
+                continue
             # edit/label/trigger/complete only need their first two words; long values are not split
             words = line.split(None, 2)
             if not words:
@@ -391,6 +408,11 @@ class _Parser:
         pass
 
     # ----------------------------------------------------------------- helpers
+    def remember(self, fn: Any, args: tuple) -> None:
+        """Let later occurrences of the current (plain) statement skip straight to ``fn(*args)``."""
+        if self.comment is None and self.stmt is self.line and len(self.memo) < MEMO_MAX:
+            self.memo[self.line] = (fn, args)
+
     def target(self, keyword: str) -> Node:
         n = self.node
         if n is None:
@@ -516,6 +538,13 @@ class _Parser:
         name = words[1]
         if name not in _GOOD_NAMES and not _good_name(name):
             self.name(words, 1, "task")
+        self.remember(self._task, (name,))
+        self._task(name)
+
+    def _task(self, name: str) -> None:
+        stack = self.stack
+        if not stack:
+            raise self.error("'task' outside of a suite", got="task", expected="'suite'")
         c = stack[-1]
         if c.find_child(name) is not None:
             raise self.error(f"duplicate node {name!r} in {c.get_abs_node_path()}", got=name)
@@ -639,8 +668,21 @@ class _Parser:
             return
         if not _good_name(name) and not isinstance(node, Alias) and not self.state_form:
             raise self.error(f"invalid variable name {name!r}", got=name, expected="a variable name")
+        name = _intern(name)
+        if _good_name(name):
+            self.remember(self._edit, (name, value))
+        self._add_variable(node, name, value)
+
+    def _edit(self, name: str, value: str) -> None:
+        node = self.node
+        if node is None:  # the same text at the top level: a definition (or server) variable
+            self.k_edit(self.stmt.split(None, 2), self.stmt)
+        else:
+            self._add_variable(node, name, value)
+
+    def _add_variable(self, node: Node, name: str, value: str) -> None:
         var = Variable.__new__(Variable)
-        var.name = _intern(name)
+        var.name = name  # interned by k_edit
         var.value = value
         vs = node.variables
         if vs is None:
@@ -665,7 +707,6 @@ class _Parser:
             text = " ".join(text.split())  # as ecFlow prints it; expressions have no string literals
         if not text:
             raise self.expect(f"an expression after '{keyword}'", "")
-        cls = Trigger if keyword == "trigger" else Complete
         cur = node.trigger if keyword == "trigger" else node.complete
         if words[1] in ("-a", "-o"):
             part = " ".join(_rest(stmt, 2).split())
@@ -677,11 +718,20 @@ class _Parser:
                                  f"has no -a/-o)", got=words[1], expected=f"'{keyword} EXPRESSION'")
             cur.add_part(part, join)
             return
-        if cur is not None:
+        text = _intern(text)
+        if self.comment is None:
+            self.remember(self._set_expr, (keyword, text))
+        self._set_expr(keyword, text, node)
+
+    def _set_expr(self, keyword: str, text: str, node: Node | None = None) -> None:
+        if node is None:
+            node = self.target(keyword)
+        cls = Trigger if keyword == "trigger" else Complete
+        if (node.trigger if keyword == "trigger" else node.complete) is not None:
             raise self.error(f"{node.get_abs_node_path()} already has a {keyword}; add parts with "
                              f"'{keyword} -a' or '{keyword} -o'", got=keyword)
         e = cls.__new__(cls)
-        e.text = _intern(text)
+        e.text = text  # interned by _expr
         e.parts = None
         e.free = False
         e._fn = None
@@ -719,9 +769,16 @@ class _Parser:
         initial = len(toks) > k and toks[k] == "set"
         if name and not _good_name(name):
             raise self.error(f"invalid event name {name!r}", got=name, expected="an event name")
+        name = _intern(name)
+        self.remember(self._event, (number, name, initial))
+        self._event(number, name, initial, node)
+
+    def _event(self, number: int | None, name: str, initial: bool, node: Node | None = None) -> None:
+        if node is None:
+            node = self.target("event")
         ev = Event.__new__(Event)
         ev.number = number
-        ev.name = _intern(name)
+        ev.name = name  # interned by k_event
         ev.initial = initial
         ev.value = initial
         for e in node.events or ():
@@ -751,11 +808,18 @@ class _Parser:
             raise self.error(f"meter {name}: min {mn} is greater than max {mx}", got=words[2])
         if not mn <= cc <= mx:
             raise self.error(f"meter {name}: colour change {cc} is outside {mn}..{mx}", got=words[4])
+        name = _intern(name)
+        self.remember(self._meter, (name, mn, mx, cc))
+        self._meter(name, mn, mx, cc, node)
+
+    def _meter(self, name: str, mn: int, mx: int, cc: int, node: Node | None = None) -> None:
+        if node is None:
+            node = self.target("meter")
         for m in node.meters or ():
             if m.name == name:
                 raise self.error(f"duplicate meter {name!r} on {node.get_abs_node_path()}", got=name)
         m = Meter.__new__(Meter)
-        m.name = _intern(name)
+        m.name = name  # interned by k_meter
         m.min = mn
         m.max = mx
         m.color_change = cc
@@ -780,11 +844,18 @@ class _Parser:
             end = value.rfind(q)
             value = value[1:end] if end > 0 else value[1:]
         value = unescape_label(value) if "\\" in value else _intern(value) if len(value) < 32 else value
+        name = _intern(name)
+        self.remember(self._label, (name, value))
+        self._label(name, value, node)
+
+    def _label(self, name: str, value: str, node: Node | None = None) -> None:
+        if node is None:
+            node = self.target("label")
         for lb in node.labels or ():
             if lb.name == name:
                 raise self.error(f"duplicate label {name!r} on {node.get_abs_node_path()}", got=name)
         lb = Label.__new__(Label)
-        lb.name = _intern(name)
+        lb.name = name  # interned by k_label
         lb.value = value
         lb.new_value = ""
         if node.labels is None:

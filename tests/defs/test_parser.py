@@ -190,3 +190,54 @@ def test_crlf_and_byte_order_mark() -> None:
     assert d.find_suite("s").find_variable("A").value == "x y"
     assert t.trigger.text == "1 == 1 and 2 == 2" and t.find_label("l").value == "v"
     assert parse(str(d)) == d
+
+
+# Repeated statements are parsed once and then only attached (the parser's memo); every check that depends
+# on where a statement stands must still hold for the repeats, with the repeat's own position in errors.
+REPEATS = """suite s
+  family f
+    task a
+      edit STEP 6
+      event ev
+      meter m 0 10 10
+      label info ''
+      trigger b == complete
+    task b
+      edit STEP 6
+      event ev
+      meter m 0 10 10
+      label info ''
+      trigger a == complete
+"""
+
+
+def test_repeated_statements_build_separate_equal_attributes() -> None:
+    d = parse(REPEATS + "endsuite\n")
+    assert Defs.from_string(str(d)) == d
+    a, b = d.find_abs_node("/s/f/a"), d.find_abs_node("/s/f/b")
+    assert a.events[0] is not b.events[0] and a.meters[0] is not b.meters[0]
+    assert a.labels[0] is not b.labels[0] and a.variables[0] is not b.variables[0]
+    b.meters[0].value = 5
+    assert a.meters[0].value == 0  # nothing shared between the two tasks
+    assert [v.value for v in (a.variables[0], b.variables[0])] == ["6", "6"]
+    assert str(b.trigger) == "a == complete" and str(a.trigger) == "b == complete"
+
+
+@pytest.mark.parametrize("extra, line, what", [
+    ("      event ev\n", 15, "duplicate event"),
+    ("      meter m 0 10 10\n", 15, "duplicate meter"),
+    ("      label info ''\n", 15, "duplicate label"),
+    ("      trigger a == complete\n", 15, "already has a trigger"),
+    ("    task a\n", 15, "duplicate node"),
+    ("endsuite\n      event ev\n", 16, "outside of a suite"),
+])
+def test_repeated_statement_errors_name_their_own_line(extra: str, line: int, what: str) -> None:
+    with pytest.raises(DefsSyntaxError) as ei:
+        parse(REPEATS + extra + "endsuite\n")
+    assert ei.value.line == line and what in str(ei.value)
+    assert ei.value.text == extra.splitlines()[-1]
+
+
+def test_repeated_edit_at_the_top_level_is_a_definition_variable() -> None:
+    d = parse(REPEATS + "endsuite\nedit STEP 6\n")
+    assert d.find_variable("STEP") is not None and d.find_variable("STEP").value == "6"
