@@ -599,14 +599,20 @@ class Node:
         """This node and all its descendants, depth first, in definition order."""
         yield self
 
+    def _collect(self, out: list[Node]) -> None:
+        """Append this node and its descendants in :meth:`walk` order (a list, no generator per node)."""
+        out.append(self)
+
     def get_all_nodes(self) -> list[Node]:
-        return list(self.walk())
+        out: list[Node] = []
+        self._collect(out)
+        return out
 
     def get_all_tasks(self) -> list[Task]:
-        return [n for n in self.walk() if type(n) is Task]
+        return [n for n in self.get_all_nodes() if type(n) is Task]
 
     def get_all_families(self) -> list[Family]:
-        return [n for n in self.walk() if isinstance(n, Family)]
+        return [n for n in self.get_all_nodes() if isinstance(n, Family)]
 
     def find_referenced_node(self, path: str) -> Node | None:
         """Resolve a path as trigger expressions do: absolute, or relative to this node's parent
@@ -922,6 +928,11 @@ class NodeContainer(Node):
             else:
                 stack.pop()
 
+    def _collect(self, out: list[Node]) -> None:
+        out.append(self)
+        for c in self.children:
+            c._collect(out)
+
     def _extra_eq(self, other: Any) -> bool:
         return self.children == other.children
 
@@ -1034,6 +1045,11 @@ class Task(Node):
         yield self
         if self.aliases:
             yield from self.aliases
+
+    def _collect(self, out: list[Node]) -> None:
+        out.append(self)
+        if self.aliases:
+            out.extend(self.aliases)
 
     def generated_variables(self) -> dict[str, str]:
         out = {"TASK": self.name, "ECF_NAME": self.get_abs_node_path(), "ECF_TRYNO": str(self.try_no),
@@ -1258,13 +1274,13 @@ class Defs:
             yield from s.walk()
 
     def get_all_nodes(self) -> list[Node]:
-        return list(self.walk())
+        out: list[Node] = []
+        for s in self.suites:
+            s._collect(out)
+        return out
 
-    def get_all_tasks(self) -> list[Task]:
-        return [n for n in self.walk() if type(n) is Task]
-
-    def get_all_families(self) -> list[Family]:
-        return [n for n in self.walk() if isinstance(n, Family)]
+    get_all_tasks = Node.get_all_tasks
+    get_all_families = Node.get_all_families
 
     def __iter__(self) -> Iterator[Suite]:
         return iter(self.suites)

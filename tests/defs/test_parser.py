@@ -241,3 +241,45 @@ def test_repeated_statement_errors_name_their_own_line(extra: str, line: int, wh
 def test_repeated_edit_at_the_top_level_is_a_definition_variable() -> None:
     d = parse(REPEATS + "endsuite\nedit STEP 6\n")
     assert d.find_variable("STEP") is not None and d.find_variable("STEP").value == "6"
+
+
+def _big_text(tasks: int = 20_000) -> str:
+    body = "".join(f"    task t{i}\n      event ev\n      meter m 0 10 10\n      label info 'x'\n" for i in range(tasks))
+    return "suite s\n  family f\n" + body + "endsuite\n"
+
+
+def test_big_parse_leaves_its_objects_in_the_old_gc_generation() -> None:
+    """The young generations are not left holding the whole new model (two needless full walks later)."""
+    import gc
+
+    text = _big_text()
+    assert len(text) >= 1 << 20
+    gc.collect()
+    d = parse(text)
+    assert gc.get_count()[0] < 10_000  # not the ~100k containers the parse allocated
+    assert len(d.get_all_tasks()) == 20_000
+    del d
+    assert gc.collect() > 100_000  # and they are still collectable once dropped (parent <-> child cycles)
+
+
+def test_big_parse_keeps_an_applications_frozen_objects_frozen() -> None:
+    import gc
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        parse(_big_text())
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+
+
+def test_get_all_nodes_lists_what_walk_yields_in_the_same_order() -> None:
+    d = parse("suite s\n task t\n  alias a1\n  endalias\n family f\n  family g\n   task u\n  endfamily\n"
+              " endfamily\n task v\nendsuite\nsuite z\n task w\nendsuite\n")
+    names = [n.name for n in d.get_all_nodes()]
+    assert names == [n.name for n in d.walk()] == ["s", "t", "a1", "f", "g", "u", "v", "z", "w"]
+    f = d.find_abs_node("/s/f")
+    assert [n.name for n in f.get_all_nodes()] == ["f", "g", "u"]
+    assert [n.name for n in d.get_all_tasks()] == ["t", "u", "v", "w"]
+    assert [n.name for n in d.get_all_families()] == ["f", "g"]
