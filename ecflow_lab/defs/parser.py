@@ -98,6 +98,7 @@ def parse_text(text: str, filename: str = "<string>", into: Defs | None = None) 
         raise p.error(str(e) or type(e).__name__) from None
     finally:
         _nodes._BLOCKS[:] = saved
+        p.h = p.memo = {}  # they hold bound methods of p: without this p would wait for the cyclic GC
         if gc_was_on:
             if len(text) >= _PROMOTE_AFTER and gc.get_freeze_count() == 0:
                 _promote_to_old_generation()
