@@ -183,10 +183,27 @@ def first_and_sum(a: np.ndarray) -> tuple:
     return float(a[0]), float(a.sum())
 
 
-def test_freed_segments_are_reused_but_never_while_someone_maps_them(cluster):
+@pytest.fixture(scope="module")
+def shm_cluster():
+    """Workers that never hand out ("v", ...) descriptors: every large hand-off goes through a segment."""
+    old = os.environ.get("ECFLOW_LAB_CASCADE_VMREAD")
+    os.environ["ECFLOW_LAB_CASCADE_VMREAD"] = "0"
+    try:
+        c = LocalCluster(workers=2)  # its agent (and so every worker it starts) keeps this environment
+    finally:
+        if old is None:
+            del os.environ["ECFLOW_LAB_CASCADE_VMREAD"]
+        else:
+            os.environ["ECFLOW_LAB_CASCADE_VMREAD"] = old
+    with c:
+        yield c
+
+
+def test_freed_segments_are_reused_but_never_while_someone_maps_them(shm_cluster):
     """A large hand-off's segment comes back to its writer when the run ends, and its (allocated, mapped)
     pages carry the next large output; a segment still mapped by a reader (here: the caller's output) is
     never written again."""
+    cluster = shm_cluster
     n = 4_000_000  # 32 MB, above the reuse threshold
     w0, w1 = (w["id"] for w in cluster.workers)
 
@@ -449,3 +466,91 @@ def test_segment_without_reader_lock_is_read_as_a_private_copy(monkeypatch):
         assert float(val[0]) == 0.0 and float(val[-1]) == 99_999.0  # the reader's copy is untouched
     finally:
         wire.unlink_quiet(desc[2])
+
+
+def _big_handoff(cl, n: int = 4_000_000, v: float = 3.0, on_event=None):
+    w0, w1 = (w["id"] for w in cl.workers[:2])
+    g = Graph()
+    a = g.add_task(filled, n, v, requirements=Requirements(worker=w0), name="produce")
+    c = g.add_task(first_and_sum, a, requirements=Requirements(worker=w1), name="consume")
+    res = cl.run(g, on_event=on_event, timeout=60)
+    assert res[c] == (v, v * n)
+    return res, [e["via"] for e in res.trace.events if e["kind"] == "transfer_end" and e["name"] == "produce"]
+
+
+def test_first_large_handoff_is_copied_straight_from_the_writers_memory():
+    """With no allocated segment at hand (a new cluster), the reader copies the value out of the writer's
+    memory (process_vm_readv): one copy instead of two, and no shared-memory file at all. A writer whose
+    large outputs recur gets a segment ready, and later hand-offs go through it."""
+    if not _vm_capable():
+        pytest.skip("process_vm_readv is refused on this machine")
+    with LocalCluster(workers=2) as cluster:
+        tag = "ecl-" + wire.mac(cluster.secret, [b"prefix"]).hex()[:8]
+        seen: list[str] = []
+
+        def on_event(ev):  # while the consumer runs, its input is not in /dev/shm
+            if ev["kind"] == "transfer_end":
+                seen.extend(f for f in os.listdir("/dev/shm") if f.startswith(tag) and "-spare-" not in f)
+
+        res, vias = _big_handoff(cluster, v=11.0, on_event=on_event)
+        assert vias == ["vm-read"], vias
+        span = next(s for s in res.trace.spans() if s["phase"] == "transfer")
+        assert span["bytes"] >= 32_000_000 and span["worker"] == cluster.workers[1]["id"]  # the reader copies
+        assert not seen
+        later = []
+        for v in range(4):
+            later += _big_handoff(cluster, v=float(v))[1]
+            time.sleep(0.3)
+        assert later[0] == "vm-read" and any(v.startswith("shm-") for v in later[1:]), later
+
+
+def test_refused_memory_reads_fall_back_to_a_segment(monkeypatch):
+    """Where reading another process's memory is refused (seccomp, Yama, LSM), the reader asks for the
+    value in shared memory and the run goes on; the writer hands out segments from then on."""
+    monkeypatch.setenv("ECFLOW_LAB_CASCADE_VMREAD", "refuse")
+    with LocalCluster(workers=2) as cl:
+        _res, vias = _big_handoff(cl, v=5.0)
+        assert "vm-read" not in vias
+        _res, vias = _big_handoff(cl, v=6.0)
+        assert vias and vias[0].startswith("shm"), vias
+
+
+def _slow_value(x: float) -> float:
+    time.sleep(1.5)
+    return x
+
+
+def _first_plus(a: np.ndarray, x: float) -> float:
+    return float(a[0]) + x
+
+
+def test_writer_dying_before_its_value_is_read_is_recomputed():
+    """A reader holding a ("v", ...) descriptor of a worker that died meanwhile asks again; the value is
+    computed anew elsewhere and the run gives the right result."""
+    if not _vm_capable():
+        pytest.skip("process_vm_readv is refused on this machine")
+    with LocalCluster(workers=3) as cl:
+        w2 = cl.workers[2]["id"]
+        pids = {w["id"]: w["pid"] for w in cl.workers}
+        killed: list[str] = []
+
+        def on_event(ev):  # kill the producer as soon as it has finished (the reader is still busy)
+            if ev["kind"] == "finished" and ev["name"] == "produce" and ev["worker"] != w2 and not killed:
+                killed.append(ev["worker"])
+                os.kill(pids[ev["worker"]], signal.SIGKILL)
+
+        g = Graph()
+        a = g.add_task(filled, 4_000_000, 2.0, name="produce")
+        g.add_task(_slow_value, 1.0, requirements=Requirements(worker=w2), name="slow")  # keeps w2 busy...
+        # ...so this one, sent with a's descriptor, reads it only after a's writer was killed
+        r = g.add_task(_first_plus, a, 40.0, requirements=Requirements(worker=w2), name="consume")
+        res = cl.run(g, on_event=on_event, timeout=60)
+        assert res[r] == 42.0
+        if not killed:
+            pytest.skip("the producer ran on the reader's worker: nothing to kill")
+        assert sum(1 for e in res.trace.events if e["kind"] == "finished" and e["name"] == "produce") == 2
+        assert any(e["kind"] == "worker_lost" and e["worker"] == killed[0] for e in res.trace.events)
+
+
+def _vm_capable() -> bool:
+    return os.environ.get("ECFLOW_LAB_CASCADE_VMREAD", "1") != "0" and wire.vm_setup(os.getppid())

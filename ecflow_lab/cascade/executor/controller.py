@@ -34,6 +34,10 @@ FOLLOW_MAX_INPUTS = 16  # speculative (fused) dispatch only checks consumers wit
 UNKNOWN_SIZE = 1 << 20
 NO_WORKERS_TIMEOUT_S = 30.0
 MAX_KILLS = 3  # a task on a worker that dies this many times fails the run (like Dask's KilledWorker)
+# A large output read by at most this many other workers may stay in its writer's memory, each reader
+# copying it out (("v", ...) descriptors); more readers share one shared-memory segment instead.
+VM_MAX_READERS = 2
+PUB_ANY, PUB_SHM = 1, 2  # publish modes sent with each task's outputs (0: keep in the worker)
 
 
 class RemoteTraceback(Exception):
@@ -97,6 +101,9 @@ class Job:
         self.sent: dict[str, set] = {}
         self.pub_requested: set = set()
         self.waiting_pub: dict[tuple, list] = {}
+        # ds -> {worker id: needs a segment} for readers whose ("v", ...) descriptor failed: refused (they
+        # need a shared-memory segment) or stale (its writer died; any new location will do)
+        self.repub: dict[tuple, dict[str, bool]] = {}
         self.npub = [0] * n
         self.kills = [0] * n
         self.heap: list = []
@@ -375,6 +382,12 @@ class Controller(threading.Thread):
             if job is not None:
                 for ds, desc in msg[2]:
                     self._published(job, ds, desc)
+        elif kind == "republish":
+            job = self.jobs.get(msg[1])
+            w = self.workers.get(ident.decode())
+            if job is not None and w is not None:
+                job.repub.setdefault(msg[2], {})[w.id] = msg[3] != "gone"
+                self._serve_repub(job, msg[2])
         elif kind == "publish_failed":
             job = self.jobs.get(msg[1])
             if job is not None:
@@ -497,10 +510,11 @@ class Controller(threading.Thread):
             if loc is None or loc[0] == "i":
                 continue
             size = job.sizes.get(ds) or job.c.tasks[ds[0]].size or UNKNOWN_SIZE
-            if loc[0] == "w":
-                src = self.workers.get(loc[1])
+            if loc[0] == "w" or loc[0] == "v":
+                owner = loc[1] if loc[0] == "w" else loc[2]
+                src = self.workers.get(owner)
                 for w in alive:
-                    if w.id != loc[1]:
+                    if w.id != owner:
                         same = src is not None and src.spec.host == w.spec.host
                         cost[w.id] = cost.get(w.id, 0.0) + size / (HOST_BANDWIDTH if same else NET_BANDWIDTH)
             elif loc[0] == "s":
@@ -528,15 +542,18 @@ class Controller(threading.Thread):
                 loc = job.location.get(ds)
                 if loc is None:
                     continue  # produced earlier in w's queue (fused)
-                if loc[0] == "w":
-                    if loc[1] == w.id:
+                if loc[0] == "w" or (loc[0] == "v" and (loc[2] == w.id or loc[1] != w.spec.host)):
+                    owner = loc[1] if loc[0] == "w" else loc[2]
+                    if owner == w.id:
                         continue
+                    # in another worker's memory: have it published (a segment when another host reads it)
                     job.waiting_pub.setdefault(ds, []).append((i, w.id))
                     job.npub[i] += 1
                     if ds not in job.pub_requested:
                         job.pub_requested.add(ds)
-                        src = self.workers[loc[1]]
-                        src.ctl.append(("publish", job.id, [ds]))
+                        src = self.workers[owner]
+                        mode = PUB_SHM if loc[0] == "v" or src.spec.host != w.spec.host else PUB_ANY
+                        src.ctl.append(("publish", job.id, [ds], mode))
                 elif ds not in sent:
                     sent.add(ds)
                     data[ds] = self._desc_for(loc, w)
@@ -600,11 +617,14 @@ class Controller(threading.Thread):
                     pub = []
                     for k in range(t.num_outputs):
                         ds = (i, k)
-                        p = ds in job.outputs
-                        if not p:
-                            for j in c.consumers.get(ds, ()):
+                        if ds in job.outputs:
+                            p = PUB_SHM  # the caller maps it
+                        else:
+                            p = 0
+                            cons = c.consumers.get(ds, ())
+                            for j in cons:
                                 if job.worker[j] != w.id or job.status[j] not in (ASSIGNED, PUBWAIT):
-                                    p = True
+                                    p = PUB_ANY if len(cons) <= VM_MAX_READERS else PUB_SHM
                                     break
                         pub.append(p)
                     args, kwargs = job.wire_args[i]
@@ -619,6 +639,8 @@ class Controller(threading.Thread):
         job.location[ds] = loc
         if loc[0] != "w":
             job.sizes[ds] = loc[-1]
+        if job.repub and ds in job.repub:
+            self._serve_repub(job, ds)
         if not new:
             return
         status, missing, heap, prio = job.status, job.missing, job.heap, job.c.priority
@@ -632,7 +654,7 @@ class Controller(threading.Thread):
     def _done(self, job: Job, w: WorkerState, items: list) -> None:
         c = job.c
         emit = job.emit
-        for idx, t0, t1, descs, xfer in items:
+        for idx, t0, t1, descs, xfer, xin in items:
             if job.status[idx] != ASSIGNED or job.worker[idx] != w.id:
                 continue
             job.status[idx] = DONE
@@ -650,6 +672,12 @@ class Controller(threading.Thread):
                       "bytes": xfer[2], "via": via})  # fmt: skip
                 emit({"t": xfer[1], "kind": "transfer_end", "task": t.id, "name": t.name, "worker": w.id,
                       "bytes": xfer[2], "via": via})  # fmt: skip
+            if xin is not None:  # inputs copied out of other workers' memory before the task ran
+                for ds, r0, r1, nb in xin:
+                    p = c.tasks[ds[0]]
+                    ev = {"task": p.id, "name": p.name, "worker": w.id, "bytes": nb, "via": "vm-read", "dataset": ds}
+                    emit({"t": r0, "kind": "transfer_start", **ev})
+                    emit({"t": r1, "kind": "transfer_end", **ev})
             if descs is not None:
                 for k, d in enumerate(descs):
                     self._available(job, (idx, k), d if d is not None else ("w", w.id))
@@ -672,20 +700,57 @@ class Controller(threading.Thread):
                 self._send(a.ident, ("unlink", [loc[2]]))
         if loc[0] != "i":
             for wid, sent in job.sent.items():
-                if ds in sent or (loc[0] == "w" and loc[1] == wid):
+                if ds in sent or (loc[0] == "w" and loc[1] == wid) or (loc[0] == "v" and loc[2] == wid):
                     sent.discard(ds)
                     w = self.workers.get(wid)
                     if w is not None and w.alive:
                         w.ctl.append(("purge", job.id, [ds]))
-            if loc[0] == "w":
-                w = self.workers.get(loc[1])
-                if w is not None and w.alive and loc[1] not in job.sent:
+            if loc[0] == "w" or loc[0] == "v":
+                owner = loc[1] if loc[0] == "w" else loc[2]
+                w = self.workers.get(owner)
+                if w is not None and w.alive and owner not in job.sent:
                     w.ctl.append(("purge", job.id, [ds]))
+
+    def _serve_repub(self, job: Job, ds: tuple) -> None:
+        """Give the workers whose ("v", ...) descriptor of ``ds`` failed one they can use: the same data in
+        a shared-memory segment (asked of its writer once) when the read was refused, any live location when
+        the writer had died (recomputing it first if needed)."""
+        waiting = job.repub.get(ds)
+        if not waiting:
+            return
+        loc = job.location.get(ds)
+        if loc is None:  # lost with its worker: compute it again; _available calls back here
+            p = ds[0]
+            if job.status[p] == DONE:
+                self._reset_done(job, p, set())
+                self._recompute(job, p)
+            return
+        owner = loc[1] if loc[0] == "w" else loc[2] if loc[0] == "v" else None
+        waiting.pop(owner, None)
+        ask = 0
+        for wid, need_shm in list(waiting.items()):
+            w = self.workers.get(wid)
+            if w is None or not w.alive:
+                del waiting[wid]
+            elif loc[0] == "w" or (loc[0] == "v" and (need_shm or loc[1] != w.spec.host)):
+                far = need_shm or loc[0] == "v" or self.workers[owner].spec.host != w.spec.host
+                ask = max(ask, PUB_SHM if far else PUB_ANY)
+            else:
+                del waiting[wid]
+                job.sent.setdefault(wid, set()).add(ds)
+                w.ctl.append(("data", job.id, {ds: self._desc_for(loc, w)}))
+        if ask and ds not in job.pub_requested:
+            job.pub_requested.add(ds)
+            self.workers[owner].ctl.append(("publish", job.id, [ds], ask))
+        if not waiting:
+            del job.repub[ds]
 
     def _published(self, job: Job, ds: tuple, desc: tuple) -> None:
         job.pub_requested.discard(ds)
         job.location[ds] = desc
         job.sizes[ds] = desc[-1]
+        if ds in job.repub:
+            self._serve_repub(job, ds)
         for i, wid in job.waiting_pub.pop(ds, []):
             w = self.workers.get(wid)
             if w is None or not w.alive or job.status[i] != PUBWAIT or job.worker[i] != wid:
@@ -775,7 +840,8 @@ class Controller(threading.Thread):
 
     # -- failure recovery -----------------------------------------------------------------------------
     def _recover(self, job: Job, wid: str) -> None:
-        lost = [ds for ds, loc in job.location.items() if loc[0] == "w" and loc[1] == wid]
+        lost = [ds for ds, loc in job.location.items()
+                if (loc[0] == "w" and loc[1] == wid) or (loc[0] == "v" and loc[2] == wid)]  # fmt: skip
         for ds in lost:
             del job.location[ds]
             job.pub_requested.discard(ds)

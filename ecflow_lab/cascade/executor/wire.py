@@ -9,10 +9,16 @@ written once into a shared-memory file (``/dev/shm``) that same-host readers map
 and that the host agent serves to other hosts. Readers hold a shared lock while they map a segment; when a
 run frees a large segment it goes back to the worker that wrote it, which reuses its pages (allocated and
 mapped already) for its next large output once no lock is left, so repeated hand-offs copy at memory speed.
+
+A large value with no such segment at hand (the first hand-off of its size) is not copied into shared memory
+at all: its descriptor names the writer's process and the buffers' addresses, and a same-host reader copies
+them straight into its own memory with ``process_vm_readv`` (fresh shared-memory pages cost a page fault
+each, 4 kB at a time; private memory takes 2 MB transparent huge pages), see :func:`vm_setup`.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import hmac
@@ -142,7 +148,8 @@ def nbytes(main: bytes, bufs: list[pickle.PickleBuffer]) -> int:
     return len(main) + sum(b.raw().nbytes for b in bufs)
 
 
-def publish(value: Any, shm_name: str | None, host: str, prealloc: Any = None, release: Any = None) -> tuple:
+def publish(value: Any, shm_name: str | None, host: str, prealloc: Any = None, release: Any = None,
+            serialized: tuple | None = None) -> tuple:
     """Serialize ``value`` into a location descriptor: ``("i", main, [bytes...], size)`` inline or
     ``("s", host, path, main_len, [(off, len)...], size)`` in shared memory.
 
@@ -150,8 +157,8 @@ def publish(value: Any, shm_name: str | None, host: str, prealloc: Any = None, r
     allocated and mapped, so the one copy runs at memcpy speed instead of faulting in 250k fresh pages.
     ``release(path, mapping)`` takes the writer's mapping (to reuse the pages once the segment is freed, or
     at least to unmap later: unmapping 1 GB costs ~80 ms the consumer need not wait for); without it the
-    mapping is closed here."""
-    main, bufs = serialize(value)
+    mapping is closed here. ``serialized``: ``serialize(value)`` when the caller has it already."""
+    main, bufs = serialized or serialize(value)
     size = nbytes(main, bufs)
     if size <= INLINE_MAX or shm_name is None or SHM_DIR is None:
         return ("i", main, [b.raw().tobytes() for b in bufs], size)
@@ -302,6 +309,149 @@ def unreferenced(path: str) -> bool:
         return False
     finally:
         os.close(fd)  # drops the test lock
+
+
+# --------------------------------------------------------------------------------------------------
+# same-host reads of another worker's memory
+
+
+class VmReadError(OSError):
+    """A value could not be read from its writer's memory (no permission, or the writer is gone)."""
+
+
+VM_MIN = RECYCLE_MIN  # values at least this big may be handed over as ("v", ...) descriptors
+VM_CHUNK = 64 << 20
+_PR_SET_PTRACER = 0x59616D61
+_libc: Any = None
+_vm_mode = os.environ.get("ECFLOW_LAB_CASCADE_VMREAD", "1")  # "0": never; "refuse": readers fail (tests)
+
+
+def _iovec_type() -> Any:
+    import ctypes
+
+    class IOVec(ctypes.Structure):
+        _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+    return IOVec
+
+
+def vm_setup(agent_pid: int) -> bool:
+    """Prepare this worker for same-host memory reads; True when the writer side may hand out ("v", ...)
+    descriptors. Under Yama's ``ptrace_scope`` 1 it names the host agent as its ptracer, which lets the
+    agent's other children (its sibling workers, nobody else) read it; scope 2 or 3, a seccomp filter
+    without ``process_vm_readv``, or ``ECFLOW_LAB_CASCADE_VMREAD=0`` leave it off."""
+    global _libc
+    if _vm_mode == "0" or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        readv = libc.process_vm_readv
+    except (OSError, AttributeError):
+        return False
+    readv.restype = ctypes.c_ssize_t
+    readv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
+            scope = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        scope = 0
+    if scope >= 2:
+        return False
+    if scope == 1:
+        libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+        if libc.prctl(_PR_SET_PTRACER, agent_pid, 0, 0, 0) != 0:
+            return False
+    # probe: read 8 bytes of our own memory (a seccomp filter refusing the call shows here)
+    src, dst = ctypes.c_uint64(0x5EED), ctypes.c_uint64(0)
+    iov = _iovec_type()
+    loc, rem = iov(ctypes.addressof(dst), 8), iov(ctypes.addressof(src), 8)
+    if readv(os.getpid(), ctypes.byref(loc), 1, ctypes.byref(rem), 1, 0) != 8 or dst.value != 0x5EED:
+        return False
+    _libc = libc
+    return True
+
+
+def buffer_address(buf: memoryview) -> int:
+    """The address of a contiguous buffer's first byte (read-only buffers too)."""
+    import numpy as np
+
+    return int(np.frombuffer(buf, dtype=np.uint8).ctypes.data) if buf.nbytes else 0
+
+
+def _start_time(pid: int) -> int:
+    """The process's start time (clock ticks since boot): with the pid it names one process for ever."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+_MY_START: tuple[int, int] | None = None
+
+
+def vm_descriptor(main: bytes, bufs: list[pickle.PickleBuffer], host: str, wid: str, size: int) -> tuple:
+    """``("v", host, worker id, pid, start time, main, [(address, length)...], size)``: the value stays
+    where it is, in the writer's memory."""
+    global _MY_START
+    pid = os.getpid()
+    if _MY_START is None or _MY_START[0] != pid:
+        _MY_START = (pid, _start_time(pid))
+    spans = [(buffer_address(b.raw()), b.raw().nbytes) for b in bufs]
+    return ("v", host, wid, pid, _MY_START[1], main, spans, size)
+
+
+def vm_read(desc: tuple) -> Any:
+    """Copy a ("v", ...) value out of its writer's memory (chunked; two threads for big buffers, since
+    faulting in fresh pages is per-core work). Raises :class:`VmReadError` when the read is refused or the
+    writer is gone."""
+    import ctypes
+
+    import numpy as np
+
+    _, _host, _wid, pid, start, main, spans, _size = desc
+    if _libc is None or _vm_mode == "refuse":
+        raise VmReadError(errno.EPERM, "process_vm_readv is not available here")
+    if _start_time(pid) != start:
+        raise VmReadError(errno.ESRCH, f"worker pid {pid} is gone")
+    iov = _iovec_type()
+    readv = _libc.process_vm_readv
+    errors: list[BaseException] = []
+
+    def copy(dst_addr: int, src_addr: int, n: int) -> None:
+        off = 0
+        while off < n:
+            k = min(VM_CHUNK, n - off)
+            loc, rem = iov(dst_addr + off, k), iov(src_addr + off, k)
+            got = readv(pid, ctypes.byref(loc), 1, ctypes.byref(rem), 1, 0)
+            if got <= 0:
+                err = ctypes.get_errno()
+                errors.append(VmReadError(err, f"cannot read worker pid {pid}'s memory: {os.strerror(err)}"))
+                return
+            off += got
+
+    import threading
+
+    out = []
+    for addr, n in spans:
+        dst = np.empty(n, dtype=np.uint8)
+        base = int(dst.ctypes.data)
+        if n >= 2 * VM_CHUNK and COPY_THREADS > 1:
+            half = (n // 2) & ~4095
+            th = threading.Thread(target=copy, args=(base + half, addr + half, n - half))
+            th.start()
+            copy(base, addr, half)
+            th.join()
+        else:
+            copy(base, addr, n)
+        if errors:
+            raise errors[0]
+        out.append(dst)
+    if _start_time(pid) != start:  # the pid was reused while we read: what we copied is not the value
+        raise VmReadError(errno.ESRCH, f"worker pid {pid} is gone")
+    return pickle.loads(main, buffers=out)
 
 
 def unlink_quiet(path: str) -> None:

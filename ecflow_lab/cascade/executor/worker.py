@@ -10,6 +10,7 @@ secret in the environment.
 from __future__ import annotations
 
 import argparse
+import errno
 import glob
 import mmap
 import os
@@ -72,6 +73,12 @@ class Worker:
         self.spare_lock = threading.Lock()
         self.spare_hit: str | bool = False  # where the last publish's segment came from
         self.spare_thread: threading.Thread | None = None
+        # large values handed out as ("v", ...) descriptors: readers on this host copy them out of our
+        # memory, so their buffers stay referenced here until the dataset is purged or its job ends
+        self.vm_ok = wire.vm_setup(self.parent)
+        self.vm_live: dict[int, dict] = {}
+        self.n_large = 0
+        self.xin: list | None = None  # input reads of the task being prepared: (ds, start, end, bytes)
 
     # -- messaging --------------------------------------------------------------------------------
     def send(self, msg: Any) -> None:
@@ -102,28 +109,34 @@ class Worker:
             self.store.setdefault(job, {})
             self.queue.extend((job, *t) for t in tasks)
         elif kind == "publish":
-            _, job, dss = msg
+            _, job, dss, mode = msg
             store = self.store.get(job, {})
             out = []
             for ds in dss:
                 if ds in store:
+                    if mode == 2 and ds in self.vm_live.get(job, ()):
+                        self.vm_ok = False  # a reader could not read our memory: hand out segments from now on
                     try:
-                        out.append((ds, self.publish(job, ds, store[ds])))
+                        out.append((ds, self.publish(job, ds, store[ds], mode)))
                     except Exception as exc:  # noqa: BLE001 - e.g. unpicklable: the run cannot go on
                         self.send(("publish_failed", job, ds, f"cannot serialize {type(store[ds]).__name__}: {exc}"))
             self.send(("published", job, out))
         elif kind == "purge":
             _, job, dss = msg
-            store, data = self.store.get(job, {}), self.data.get(job, {})
+            store, data, live = self.store.get(job, {}), self.data.get(job, {}), self.vm_live.get(job, {})
             for ds in dss:
                 store.pop(ds, None)
                 data.pop(ds, None)
+                live.pop(ds, None)
+        elif kind == "data":  # a new descriptor for an input whose first one could not be read
+            self.data.setdefault(msg[1], {}).update(msg[2])
         elif kind == "end" or kind == "cancel":
             job = msg[1]
             if kind == "cancel":
                 self.cancelled.add(job)
             self.store.pop(job, None)
             self.data.pop(job, None)
+            self.vm_live.pop(job, None)
             self.outbox.pop(job, None)
             self.queue = deque(t for t in self.queue if t[0] != job)
         elif kind == "who":
@@ -144,9 +157,22 @@ class Worker:
                     break
 
     # -- data ---------------------------------------------------------------------------------------
-    def publish(self, job: int, ds: tuple, value: Any) -> tuple:
+    def publish(self, job: int, ds: tuple, value: Any, mode: int = 1) -> tuple:
+        """Make ``value`` readable by other processes; ``mode`` 2 asks for a shared-memory segment (for
+        the caller, other hosts or several readers), 1 also allows a ("v", ...) descriptor."""
+        serialized = None
+        if mode == 1 and self.vm_ok:
+            serialized = main, bufs = wire.serialize(value)
+            size = wire.nbytes(main, bufs)
+            if size >= wire.VM_MIN and len(main) <= wire.INLINE_MAX and not self._spare_ready(size):
+                # no allocated segment to copy into: readers copy from here instead (one copy, not two)
+                self.n_large += 1
+                if self.n_large > 1 and size <= SPARE_MAX:  # large outputs recur: have a segment ready
+                    self.want_spare = max(self.want_spare, size + 4096)
+                self.vm_live.setdefault(job, {})[ds] = bufs
+                return wire.vm_descriptor(main, bufs, self.host, self.wid, size)
         name = f"{self.shm_prefix}-{job}-{ds[0]}-{ds[1]}-{os.getpid()}"
-        desc = wire.publish(value, name, self.host, self._take_spare, self._keep_mapping)
+        desc = wire.publish(value, name, self.host, self._take_spare, self._keep_mapping, serialized)
         if desc[0] == "s" and desc[5] <= SPARE_MAX:
             self.want_spare = max(self.want_spare, desc[5] + 4096)
         return desc
@@ -183,6 +209,15 @@ class Worker:
         for ino, (path, _mm) in list(self.published.items()):
             if not os.path.exists(path) and not os.path.exists(free_prefix + os.path.basename(path)):
                 self._forget(ino)  # deleted by someone else: only our mapping keeps the pages
+
+    def _spare_ready(self, size: int) -> bool:
+        """Is there (or will there shortly be) a pre-allocated segment for a ``size``-byte value?"""
+        self.reclaim()
+        th = self.spare_thread
+        if th is not None and th.is_alive() and size <= self.want_spare:
+            return True
+        sp = self.spare
+        return sp is not None and size <= sp[1] <= 2 * size + (64 << 20)
 
     def _wanted(self, size: int) -> bool:
         """Would a freed segment of ``size`` bytes be a better spare than what this worker has?"""
@@ -277,6 +312,18 @@ class Worker:
             raise _Missing(ds)
         if desc[0] == "r":
             val = self.fetch(desc)
+        elif desc[0] == "v":
+            t0 = time.time()
+            try:
+                val = wire.vm_read(desc)
+            except wire.VmReadError as exc:
+                # ask for another descriptor (a segment, or the new location of a value whose writer
+                # died); the task waits for it
+                del self.data[job][ds]
+                self.send(("republish", job, ds, "gone" if exc.errno == errno.ESRCH else "refused"))
+                raise _Missing(ds) from None
+            if self.xin is not None:
+                self.xin.append((ds, t0, time.time(), desc[-1]))
         else:
             val = wire.load(desc)
         store[ds] = val
@@ -310,6 +357,18 @@ class Worker:
     # -- execution ----------------------------------------------------------------------------------
     def run_task(self, t: tuple) -> None:
         job, idx, fid, args, kwargs, nout, gen, pub, name, inputs = t
+        xin = None
+        if inputs:  # copy inputs held in other workers' memory first: that is transfer, not compute
+            data, store = self.data.get(job), self.store[job]
+            if data:
+                for ds in inputs:
+                    d = data.get(ds)
+                    if d is not None and d[0] == "v" and ds not in store:
+                        self.xin = xin = xin or []
+                        try:
+                            self.value(job, ds)
+                        finally:
+                            self.xin = None
         t0 = time.time()
         outs: list = []
         try:
@@ -365,7 +424,7 @@ class Worker:
                 if pub[k]:
                     p0 = time.time()
                     try:
-                        d = self._pub(job, (idx, k), val, True)
+                        d = self._pub(job, (idx, k), val, pub[k])
                     except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
                         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
                         msg = f"cannot serialize output {k} ({type(val).__name__}): {type(exc).__name__}: {exc}"
@@ -381,10 +440,10 @@ class Worker:
         box = self.outbox.setdefault(job, [])
         if not box and not any(self.outbox.values()):
             self.first_unflushed = t1
-        box.append((idx, t0, t1, descs, xfer))
+        box.append((idx, t0, t1, descs, xfer, xin))
 
-    def _pub(self, job: int, ds: tuple, val: Any, pub: bool) -> tuple | None:
-        return self.publish(job, ds, val) if pub else None
+    def _pub(self, job: int, ds: tuple, val: Any, pub: int) -> tuple | None:
+        return self.publish(job, ds, val, pub) if pub else None
 
     def _lookup(self, job: int):
         value = self.value
