@@ -554,3 +554,18 @@ def test_writer_dying_before_its_value_is_read_is_recomputed():
 
 def _vm_capable() -> bool:
     return os.environ.get("ECFLOW_LAB_CASCADE_VMREAD", "1") != "0" and wire.vm_setup(os.getppid())
+
+
+def test_a_quick_result_is_not_held_back_behind_a_slow_task(cluster):
+    """Results are batched for throughput, but a finished task's output reaches its consumers on other
+    workers without waiting for the slow task its worker runs next."""
+    w0, w1 = (w["id"] for w in cluster.workers)
+    g = Graph()
+    a = g.add_task(one, requirements=Requirements(worker=w0), name="quick")
+    g.add_task(_slow_value, a, requirements=Requirements(worker=w0), name="slow")  # runs right after it
+    c = g.add_task(inc, a, requirements=Requirements(worker=w1), name="consumer")
+    res = cluster.run(g, timeout=60)
+    assert res[c] == 2
+    t = {(e["kind"], e["name"]): e["t"] for e in res.trace.events}
+    assert t[("started", "slow")] >= t[("finished", "quick")]
+    assert t[("started", "consumer")] < t[("finished", "slow")] - 0.5

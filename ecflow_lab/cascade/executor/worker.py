@@ -79,6 +79,7 @@ class Worker:
         self.vm_live: dict[int, dict] = {}
         self.n_large = 0
         self.xin: list | None = None  # input reads of the task being prepared: (ds, start, end, bytes)
+        self.durations: dict[str, float] = {}  # function id -> smoothed run time (decides when to flush)
 
     # -- messaging --------------------------------------------------------------------------------
     def send(self, msg: Any) -> None:
@@ -473,10 +474,17 @@ class Worker:
                     if os.getppid() != self.parent:
                         break
                 continue
+            fid = t[2]
+            if self.outbox and self.durations.get(fid, FLUSH_AFTER_S) >= FLUSH_AFTER_S and any(self.outbox.values()):
+                self.flush()  # results held back for batching must not wait for a task that may take long
+            r0 = time.perf_counter()
             try:
                 self.run_task(t)
             except _Missing:
                 self.queue.append(t)
+            else:
+                d = time.perf_counter() - r0
+                self.durations[fid] = d if fid not in self.durations else 0.7 * self.durations[fid] + 0.3 * d
             pending = sum(len(v) for v in self.outbox.values())
             if pending >= FLUSH_EVERY or (pending and time.time() - self.first_unflushed > FLUSH_AFTER_S):
                 self.flush()
