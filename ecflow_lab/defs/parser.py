@@ -270,6 +270,48 @@ def _words(stmt: str) -> list[str]:
 
 
 MEMO_MAX = 200_000  # distinct statements remembered per parse
+CHUNK_MIN = 256 * 1024  # texts at least this long are read in task chunks (see _Parser._chunks)
+_CHUNK_SPLIT = re.compile(r"\n(?=[ \t]*task[ \t])")
+_new = object.__new__
+
+
+def _compile_chunk(steps: list) -> tuple:
+    """``(fast, steps)`` for a chunk's attach steps. ``fast`` builds the usual shape at once: a new task
+    followed by its edits, trigger/complete, events, meters and labels (names all different, as they were
+    the first time), then the remaining steps (``tail``) one by one; None when the chunk has another shape."""
+    if not steps or getattr(steps[0][0], "__func__", None) is not _Parser._task:
+        return (None, steps)
+    variables: list = []
+    events: list = []
+    meters: list = []
+    labels: list = []
+    trig = comp = None
+    k = 1
+    for fn, args, _i in steps[1:]:
+        f = getattr(fn, "__func__", None)
+        if f is _Parser._edit:
+            variables.append(args)
+        elif f is _Parser._set_expr:
+            if args[0] == "trigger" and trig is None:
+                trig = args[1]
+            elif args[0] == "complete" and comp is None:
+                comp = args[1]
+            else:
+                return (None, steps)
+        elif f is _Parser._event:
+            events.append(args)
+        elif f is _Parser._meter:
+            meters.append(args)
+        elif f is _Parser._label:
+            labels.append(args)
+        else:
+            break
+        k += 1
+    if len({n for n, _v in variables}) != len(variables):
+        return (None, steps)  # a repeated edit replaces the earlier one: leave it to the steps
+    fast = (steps[0][1][0], tuple(variables), trig, comp, tuple(events), tuple(meters), tuple(labels),
+            tuple(steps[k:]))  # fmt: skip
+    return (fast, steps)
 
 
 def _rest(stmt: str, nwords: int) -> str:
@@ -333,12 +375,24 @@ class _Parser:
     def run(self, text: str) -> None:
         if text.startswith("\ufeff"):  # a byte order mark left by some editors
             text = text[1:]
-        lines = text.split("\n")
+        if len(text) < CHUNK_MIN:
+            lines = text.split("\n")
+            self._lines(lines, 0)
+        else:
+            lines = self._chunks(text)
+        self.lineno = len(lines)
+        self.line = lines[-1] if lines else ""
+        self.after_parse()
+
+    def _lines(self, lines: list[str], base: int) -> list | None:
+        """Parse ``lines`` (the first is line ``base + 1``). Returns the attach steps ``(fn, args, index)``
+        of its statements when every one of them was a plain, remembered one (else None)."""
         n = len(lines)
         i = 0
         h = self.h
         raw_kw = _RAW_KEYWORDS
         memo = self.memo
+        steps: list | None = []
         while i < n:
             line = lines[i]
             i += 1
@@ -347,9 +401,12 @@ class _Parser:
                 try:
                     hit[0](*hit[1])
                 except DefsSyntaxError:  # attach steps check before they change anything: again, placed
-                    self.lineno = i
+                    self.lineno = base + i
                     self.line = self.stmt = line
+                    self.comment = None
                     hit[0](*hit[1])
+                if steps is not None:
+                    steps.append((hit[0], hit[1], i - 1))
                 continue
             # edit/label/trigger/complete only need their first two words; long values are not split
             words = line.split(None, 2)
@@ -358,7 +415,7 @@ class _Parser:
             kw = words[0]
             if kw[0] == "#":
                 continue
-            self.lineno = i
+            self.lineno = base + i
             if "#" in line or ";" in line or "\\" in line:
                 if kw in ("trigger", "complete") and line.rstrip().endswith("\\"):  # only these continue
                     while line.rstrip().endswith("\\") and i < n:
@@ -367,20 +424,163 @@ class _Parser:
                 self.line = line
                 self._slow(line)
                 self.comment = None
+                steps = None
                 continue
             self.line = line
             self.stmt = line
             fn = h.get(kw)
             if fn is None:
                 if self._ignorable():
+                    steps = None
                     continue
                 raise self.unknown(kw)
             if kw not in raw_kw and len(words) == 3:
                 words = _words(line) if ("'" in line or '"' in line) else line.split()
             fn(words, line)
-        self.lineno = n
-        self.line = lines[-1] if lines else ""
-        self.after_parse()
+            if steps is not None:
+                hit = memo.get(line)
+                if hit is None:
+                    steps = None
+                else:
+                    steps.append((hit[0], hit[1], i - 1))
+        return steps
+
+    def _chunks(self, text: str) -> list[str]:
+        """A big text in chunks of one task each (its line and the lines up to the next task). Big suites
+        repeat the same task text over and over (only the place differs): a chunk seen before is built
+        again straight from its remembered steps, without looking at its lines. Returns all the lines."""
+        cmemo: dict[str, Any] = {}
+        seen: dict[str, list] = {}
+        base = 0
+        carry = ""
+        out: list[str] = []
+        for chunk in _CHUNK_SPLIT.split(text):
+            if carry:
+                chunk, carry = carry + chunk, ""
+            rec = cmemo.get(chunk)
+            if rec is not None:
+                self._replay(rec, chunk, base)
+                base += rec[0]
+                continue
+            lines = chunk.split("\n")
+            if lines[-1].rstrip().endswith("\\"):  # a continued trigger line: keep it with what follows
+                carry = chunk + "\n"
+                continue
+            steps = self._lines(lines, base)
+            out.extend(lines)  # (only for the last line number and text; chunks replayed are counted)
+            base += len(lines)
+            if steps is not None and len(cmemo) < MEMO_MAX:
+                first = seen.get(chunk)
+                if first is None:  # remember it on its second occurrence: most chunks of a suite repeat
+                    seen[chunk] = steps
+                else:
+                    del seen[chunk]
+                    cmemo[chunk] = (len(lines), _compile_chunk(steps))
+        if carry:
+            lines = carry[:-1].split("\n")
+            self._lines(lines, base)
+            base += len(lines)
+            out.extend(lines)
+        # the caller wants the line count and the last line: pad the list cheaply to the right length
+        if len(out) < base:
+            last = out[-1] if out else ""
+            out = [""] * (base - 1) + [last]
+        return out
+
+    def _replay(self, rec: tuple, chunk: str, base: int) -> None:
+        """Build a remembered chunk again. On an error (its checks depend on where it is), the failing
+        step runs once more with its own line number and text, so the error names them."""
+        self.comment = None
+        spec = rec[1]
+        done = -1
+        try:
+            fast = spec[0]
+            if fast is not None:
+                name = fast[0]
+                done = 0
+                stack = self.stack
+                c = stack[-1] if stack else None
+                idx = c._index if c is not None else None
+                if idx is None or name in idx:  # the general step: its checks and its errors
+                    self._task(name)
+                    t = self.node
+                else:
+                    t = _new(Task)
+                    t._init(name)
+                    t.parent = c
+                    c.children.append(t)
+                    idx[name] = t
+                    self.node = t
+                    self.task_of_alias = None
+                _name, variables, trig, comp, events, meters, labels, tail = fast
+                if variables:
+                    vl = []
+                    for vname, value in variables:
+                        var = _new(Variable)
+                        var.name = vname
+                        var.value = value
+                        vl.append(var)
+                    t.variables = vl
+                if trig is not None:
+                    e = _new(Trigger)
+                    e.text = trig
+                    e.parts = None
+                    e.free = False
+                    e._fn = None
+                    e._ast = None
+                    t.trigger = e
+                if comp is not None:
+                    e = _new(Complete)
+                    e.text = comp
+                    e.parts = None
+                    e.free = False
+                    e._fn = None
+                    e._ast = None
+                    t.complete = e
+                if events:
+                    el = []
+                    for number, ename, initial in events:
+                        ev = _new(Event)
+                        ev.number = number
+                        ev.name = ename
+                        ev.initial = initial
+                        ev.value = initial
+                        el.append(ev)
+                    t.events = el
+                if meters:
+                    ml = []
+                    for mname, mn, mx, cc in meters:
+                        m = _new(Meter)
+                        m.name = mname
+                        m.min = mn
+                        m.max = mx
+                        m.color_change = cc
+                        m.value = mn
+                        ml.append(m)
+                    t.meters = ml
+                if labels:
+                    ll = []
+                    for lname, value in labels:
+                        lb = _new(Label)
+                        lb.name = lname
+                        lb.value = value
+                        lb.new_value = ""
+                        ll.append(lb)
+                    t.labels = ll
+            else:
+                tail = spec[1]
+            for fn, args, k in tail:
+                done = k
+                fn(*args)
+        except DefsSyntaxError:
+            lines = chunk.split("\n")
+            steps = spec[1]
+            for fn, args, k in steps:
+                if k == done:
+                    self.lineno = base + k + 1
+                    self.line = self.stmt = lines[k]
+                    fn(*args)
+            raise
 
     def _dispatch(self, stmt: str, comment: str | None) -> None:
         words = _words(stmt)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ecflow_lab.defs import (
@@ -283,3 +285,116 @@ def test_get_all_nodes_lists_what_walk_yields_in_the_same_order() -> None:
     assert [n.name for n in f.get_all_nodes()] == ["f", "g", "u"]
     assert [n.name for n in d.get_all_tasks()] == ["t", "u", "v", "w"]
     assert [n.name for n in d.get_all_families()] == ["f", "g"]
+
+
+# -- task chunks (big texts): a repeated task's text is built again from its remembered steps ----------------
+
+_CHUNKY_FAMILY = """  family f{k}
+    edit FAM {k}
+    inlimit /s:work
+    task a
+      edit STEP 1
+      edit OTHER x
+      trigger b == complete
+      complete a:ev
+      event ev
+      event 3
+      meter m 0 10 10
+      label info 'hello'
+    task b
+      edit STEP 1
+      edit STEP 2
+      event ev
+    task c
+      trigger a == complete or \\
+        task == complete
+      trigger -a a:ev
+    task task
+      meter m 0 10 5
+    task d # a comment
+      label info "x"
+    task e
+      time 10:00
+      late -c +01:00
+  endfamily
+"""
+
+
+def _parse_both(text: str, monkeypatch) -> tuple[Defs, Defs]:
+    from ecflow_lab.defs import parser as P
+
+    monkeypatch.setattr(P, "CHUNK_MIN", 1 << 60)
+    lines = P.parse_text(text)
+    monkeypatch.setattr(P, "CHUNK_MIN", 0)
+    return lines, P.parse_text(text)
+
+
+def test_task_chunks_build_exactly_what_the_lines_build(monkeypatch) -> None:
+    text = "suite s\n  limit work 2\n" + "".join(_CHUNKY_FAMILY.format(k=k) for k in range(6)) + "endsuite\n"
+    by_lines, by_chunks = _parse_both(text, monkeypatch)
+    assert by_chunks == by_lines and str(by_chunks) == str(by_lines)
+    b = by_chunks.find_abs_node("/s/f5/b")
+    assert [(v.name, v.value) for v in b.variables] == [("STEP", "2")]  # a repeated edit still replaces
+    c = by_chunks.find_abs_node("/s/f5/c")
+    assert "a == complete or task == complete" in str(c.trigger) and "a:ev" in str(c.trigger)
+    a4, a5 = by_chunks.find_abs_node("/s/f4/a"), by_chunks.find_abs_node("/s/f5/a")
+    assert a4.events[0] is not a5.events[0] and a4.variables is not a5.variables  # nothing shared
+    a5.meters[0].value = 7
+    assert a4.meters[0].value == 0
+    assert by_chunks.find_abs_node("/s/f5/d").labels[0].value == "x"
+    # the state form (what a server sends) too
+    by_chunks.find_abs_node("/s/f3/a").state = NState.complete
+    state = by_chunks.to_string(state=True)
+    s_lines, s_chunks = _parse_both(state, monkeypatch)
+    assert s_chunks.to_string(state=True) == s_lines.to_string(state=True) == state
+
+
+@pytest.mark.parametrize("extra, what", [
+    ("  family g\n    task a\n      edit STEP 1\n      edit OTHER x\n", "duplicate node 'a'"),
+    ("endsuite\n", "outside of a suite"),
+])
+def test_a_replayed_chunk_names_its_own_line_in_errors(extra: str, what: str, monkeypatch) -> None:
+    from ecflow_lab.defs import parser as P
+
+    chunk = "    task a\n      edit STEP 1\n      edit OTHER x\n"
+    text = "suite s\n" + "".join(f"  family f{k}\n{chunk}  endfamily\n" for k in range(3)) + extra + chunk
+    monkeypatch.setattr(P, "CHUNK_MIN", 0)
+    with pytest.raises(DefsSyntaxError) as ei:
+        P.parse_text(text + "endsuite\n")
+    assert what in str(ei.value)
+    assert ei.value.line == text.count("\n") - 2 and ei.value.text == "    task a"
+
+
+def test_whole_corpus_parses_the_same_in_task_chunks(monkeypatch) -> None:
+    """Every conformance file, read in task chunks, gives the model (or the error) the lines give."""
+    from ecflow_lab.defs import parser as P
+
+    base = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "ecflow"
+    subs = ("good_defs", "good_defs_state", "bad_defs")
+    files = sorted(p for sub in subs if (base / sub).is_dir() for p in (base / sub).rglob("*") if p.is_file())
+    if not files:
+        pytest.skip("conformance corpus not present")
+    for path in files:
+        text = path.read_text(errors="surrogateescape")
+        results = []
+        for limit in (1 << 60, 0):
+            monkeypatch.setattr(P, "CHUNK_MIN", limit)
+            try:
+                d = P.parse_text(text, str(path))
+                results.append(d.to_string(state="defs_state" in text))
+            except DefsSyntaxError as e:
+                results.append(("error", e.line, e.column, str(e)))
+        assert results[0] == results[1], path
+
+
+def test_a_new_task_has_every_slot_set_as_a_new_node_does() -> None:
+    """Task._init inlines Node._init (for speed): every slot of both is set, to the same defaults."""
+    from ecflow_lab.defs.nodes import Family, Node, Task
+
+    t, f = Task._make("t"), Family._make("f")
+    for slot in Node.__slots__:
+        assert hasattr(t, slot), slot
+        if slot != "name":
+            assert getattr(t, slot) == getattr(f, slot), slot
+    for slot in Task.__slots__:
+        assert hasattr(t, slot), slot
