@@ -730,7 +730,13 @@ class _Parser:
     def k_family(self, words: list[str], stmt: str) -> None:
         if not self.stack:
             raise self.error("'family' outside of a suite", got="family", expected="'suite'")
-        name = self.name(words, 1, "family")  # words after the name are ignored, as ecFlow does
+        name = _intern(self.name(words, 1, "family"))  # words after the name are ignored, as ecFlow does
+        self.remember(self._family, (name,))
+        self._family(name)
+
+    def _family(self, name: str) -> None:
+        if not self.stack:
+            raise self.error("'family' outside of a suite", got="family", expected="'suite'")
         c = self.stack[-1]
         if c.find_child(name) is not None:
             raise self.error(f"duplicate node {name!r} in {c.get_abs_node_path()}", got=name)
@@ -779,6 +785,10 @@ class _Parser:
         self.node = self.stack[-1] if self.stack else None
 
     def k_endfamily(self, words: list[str], stmt: str) -> None:
+        self.remember(self._endfamily, ())
+        self._endfamily()
+
+    def _endfamily(self) -> None:
         if not self.stack or not isinstance(self.stack[-1], Family):
             exp = "'endsuite'" if self.stack else "'suite'"
             raise self.expect(exp, "endfamily")
@@ -1120,14 +1130,23 @@ class _Parser:
                     raise ValueError
             except ValueError:
                 raise self.expect("the number of tokens (an integer)", toks[1]) from None
+        name, path = _intern(name), _intern(path)
+        self.remember(self._inlimit, (name, path, tokens, only, sub))
+        self._inlimit(name, path, tokens, only, sub, node)
+
+    def _inlimit(self, name: str, path: str, tokens: int, only: bool, sub: bool, node: Node | None = None) -> None:
+        if node is None:
+            node = self.target("inlimit")
         for il in node.inlimits or ():
             if il.name == name and il.path == path:
+                ref = f"{path}:{name}" if path else name
                 raise self.error(f"duplicate inlimit {ref!r} on {node.get_abs_node_path()}", got=ref)
         il = InLimit.__new__(InLimit)
-        il.name, il.path, il.tokens = _intern(name), _intern(path), tokens
+        il.name, il.path, il.tokens = name, path, tokens
         il.limit_this_node_only, il.limit_submission, il.incremented = only, sub, False
         node._append("inlimits", il)
-        self.attr_state(il)
+        if self.comment:
+            self.attr_state(il)
 
     # ----------------------------------------------------------------- repeat
     def k_repeat(self, words: list[str], stmt: str) -> None:

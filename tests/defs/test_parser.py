@@ -232,6 +232,9 @@ def test_repeated_statements_build_separate_equal_attributes() -> None:
     ("      trigger a == complete\n", 15, "already has a trigger"),
     ("    task a\n", 15, "duplicate node"),
     ("endsuite\n      event ev\n", 16, "outside of a suite"),
+    ("  endfamily\n  family g\n  endfamily\n  endfamily\n", 18, "'endsuite', got 'endfamily'"),
+    ("  endfamily\n  family g\n  endfamily\n  family g\n", 18, "duplicate node 'g'"),
+    ("      inlimit /s:l\n      inlimit /s:l\n", 16, "duplicate inlimit"),
 ])
 def test_repeated_statement_errors_name_their_own_line(extra: str, line: int, what: str) -> None:
     with pytest.raises(DefsSyntaxError) as ei:
@@ -398,3 +401,23 @@ def test_a_new_task_has_every_slot_set_as_a_new_node_does() -> None:
             assert getattr(t, slot) == getattr(f, slot), slot
     for slot in Task.__slots__:
         assert hasattr(t, slot), slot
+
+
+def test_a_replayed_chunk_with_family_steps_names_the_failing_line(monkeypatch) -> None:
+    from ecflow_lab.defs import parser as P
+
+    fam = "  family x{k}\n    family h\n      task a\n    endfamily\n    family g\n      task a\n    endfamily\n  endfamily\n"
+    # the chunk "task a / endfamily / family g" is built again in x2 and x3, and in x3 a second time where
+    # a family g already exists
+    text = "suite s\n" + "".join(fam.format(k=k) for k in range(3))
+    text += "  family x3\n    family h\n      task a\n    endfamily\n    family g\n      task a\n    endfamily\n"
+    text += "    family g\n"
+    monkeypatch.setattr(P, "CHUNK_MIN", 0)
+    with pytest.raises(DefsSyntaxError) as ei:
+        P.parse_text(text + "  endfamily\nendsuite\n")
+    assert "duplicate node 'g'" in str(ei.value)
+    assert ei.value.line == text.count("\n") and ei.value.text == "    family g"
+    monkeypatch.setattr(P, "CHUNK_MIN", 1 << 60)
+    with pytest.raises(DefsSyntaxError) as e2:
+        P.parse_text(text + "  endfamily\nendsuite\n")
+    assert (e2.value.line, str(e2.value)) == (ei.value.line, str(ei.value))
