@@ -272,6 +272,24 @@ def _words(stmt: str) -> list[str]:
 MEMO_MAX = 200_000  # distinct statements remembered per parse
 CHUNK_MIN = 256 * 1024  # texts at least this long are read in task chunks (see _Parser._chunks)
 _CHUNK_SPLIT = re.compile(r"\n(?=[ \t]*task[ \t])")
+_CHUNK_BATCH = 1 << 20
+
+
+def _split_chunks(text: str) -> Any:
+    """``_CHUNK_SPLIT.split(text)``, a megabyte of text at a time (the chunks of one batch are freed before
+    the next is cut, so they never take fresh memory)."""
+    n = len(text)
+    if not n:
+        yield text
+    a = 0
+    while a < n:
+        m = _CHUNK_SPLIT.search(text, a + _CHUNK_BATCH) if a + _CHUNK_BATCH < n else None
+        if m is None:
+            yield from _CHUNK_SPLIT.split(text[a:] if a else text)
+            return
+        e = m.start()
+        yield from _CHUNK_SPLIT.split(text[a:e])
+        a = e + 1
 _new = object.__new__
 
 
@@ -378,10 +396,9 @@ class _Parser:
         if len(text) < CHUNK_MIN:
             lines = text.split("\n")
             self._lines(lines, 0)
+            self.lineno, self.line = len(lines), lines[-1]
         else:
-            lines = self._chunks(text)
-        self.lineno = len(lines)
-        self.line = lines[-1] if lines else ""
+            self.lineno, self.line = self._chunks(text)
         self.after_parse()
 
     def _lines(self, lines: list[str], base: int) -> list | None:
@@ -445,16 +462,18 @@ class _Parser:
                     steps.append((hit[0], hit[1], i - 1))
         return steps
 
-    def _chunks(self, text: str) -> list[str]:
+    def _chunks(self, text: str) -> tuple[int, str]:
         """A big text in chunks of one task each (its line and the lines up to the next task). Big suites
         repeat the same task text over and over (only the place differs): a chunk seen before is built
-        again straight from its remembered steps, without looking at its lines. Returns all the lines."""
+        again straight from its remembered steps, without looking at its lines. Returns the number of
+        lines and the last one."""
         cmemo: dict[str, Any] = {}
         seen: dict[str, list] = {}
         base = 0
         carry = ""
-        out: list[str] = []
-        for chunk in _CHUNK_SPLIT.split(text):
+        last = ""
+        rec = None
+        for chunk in _split_chunks(text):
             if carry:
                 chunk, carry = carry + chunk, ""
             rec = cmemo.get(chunk)
@@ -467,7 +486,7 @@ class _Parser:
                 carry = chunk + "\n"
                 continue
             steps = self._lines(lines, base)
-            out.extend(lines)  # (only for the last line number and text; chunks replayed are counted)
+            last = lines[-1]
             base += len(lines)
             if steps is not None and len(cmemo) < MEMO_MAX:
                 first = seen.get(chunk)
@@ -480,12 +499,10 @@ class _Parser:
             lines = carry[:-1].split("\n")
             self._lines(lines, base)
             base += len(lines)
-            out.extend(lines)
-        # the caller wants the line count and the last line: pad the list cheaply to the right length
-        if len(out) < base:
-            last = out[-1] if out else ""
-            out = [""] * (base - 1) + [last]
-        return out
+            last = lines[-1]
+        elif rec is not None:
+            last = chunk.rsplit("\n", 1)[-1]
+        return base, last
 
     def _replay(self, rec: tuple, chunk: str, base: int) -> None:
         """Build a remembered chunk again. On an error (its checks depend on where it is), the failing
