@@ -569,3 +569,16 @@ def test_a_quick_result_is_not_held_back_behind_a_slow_task(cluster):
     t = {(e["kind"], e["name"]): e["t"] for e in res.trace.events}
     assert t[("started", "slow")] >= t[("finished", "quick")]
     assert t[("started", "consumer")] < t[("finished", "slow")] - 0.5
+
+
+def test_large_value_for_another_host_goes_through_its_agent():
+    """A large value read on another host is put in a segment (not handed out as a memory address) and
+    fetched from its host's agent."""
+    with LocalCluster(workers=1, hosts=2) as cl:
+        hosts = sorted({w["host"] for w in cl.workers})
+        g = Graph()
+        a = g.add_task(filled, 4_000_000, 1.5, requirements=Requirements(worker=f"{hosts[0]}/w0"), name="produce")
+        s = g.add_task(first_and_sum, a, requirements=Requirements(worker=f"{hosts[1]}/w0"), name="consume")
+        res = cl.run(g, timeout=60)
+        assert res[s] == (1.5, 1.5 * 4_000_000)
+        assert "vm-read" not in [e.get("via") for e in res.trace.events]
