@@ -89,6 +89,7 @@ class Agent:
         self.procs: dict[str, tuple[subprocess.Popen, str]] = {}
         self.next_index = 0
         self.running = True
+        self.hello()  # before any worker can say hello: the controller knows whom to tell to stop
         for i in range(workers):
             self.spawn(gpus[i] if i < len(gpus) else "")
 

@@ -322,8 +322,12 @@ class Controller(threading.Thread):
             for job in list(self.jobs.values()):
                 if not job.future.done():
                     job.future.set_exception(RuntimeError("cluster closed while the graph was running"))
-            for a in self.agents.values():
-                self._send(a.ident, ("stop",))
+            # every agent we know, and the agent of every worker we saw (its hello may still be on its way:
+            # agents answer to "agent:HOST"), is told to stop
+            idents = {a.ident for a in self.agents.values()}
+            idents |= {f"agent:{w.spec.host}".encode() for w in self.workers.values()}
+            for ident in idents:
+                self._send(ident, ("stop",))
             self.sock.close()
             self._wake_r.close()
             with self._wake_lock:
