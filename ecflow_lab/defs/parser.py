@@ -517,7 +517,11 @@ class _Parser:
                 done = 0
                 stack = self.stack
                 c = stack[-1] if stack else None
-                idx = c._index if c is not None else None
+                idx = None
+                if c is not None:
+                    idx = c._index
+                    if idx is None:  # (find_child's name index, made now rather than at the 8th child)
+                        idx = c._index = {ch.name: ch for ch in c.children}
                 if idx is None or name in idx:  # the general step: its checks and its errors
                     self._task(name)
                     t = self.node
