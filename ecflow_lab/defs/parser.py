@@ -327,8 +327,9 @@ def _compile_chunk(steps: list) -> tuple:
         k += 1
     if len({n for n, _v in variables}) != len(variables):
         return (None, steps)  # a repeated edit replaces the earlier one: leave it to the steps
-    fast = (steps[0][1][0], tuple(variables), trig, comp, tuple(events), tuple(meters), tuple(labels),
-            tuple(steps[k:]))  # fmt: skip
+    exprs = tuple((cls, slot, text) for cls, slot, text in ((Trigger, "trigger", trig), (Complete, "complete", comp))
+                  if text is not None)  # fmt: skip
+    fast = (steps[0][1][0], tuple(variables), exprs, tuple(events), tuple(meters), tuple(labels), tuple(steps[k:]))
     return (fast, steps)
 
 
@@ -533,7 +534,7 @@ class _Parser:
                     idx[name] = t
                     self.node = t
                     self.task_of_alias = None
-                _name, variables, trig, comp, events, meters, labels, tail = fast
+                _name, variables, exprs, events, meters, labels, tail = fast
                 if variables:
                     vl = []
                     for vname, value in variables:
@@ -542,22 +543,14 @@ class _Parser:
                         var.value = value
                         vl.append(var)
                     t.variables = vl
-                if trig is not None:
-                    e = _new(Trigger)
-                    e.text = trig
+                for cls, slot, text in exprs:  # trigger and/or complete
+                    e = _new(cls)
+                    e.text = text
                     e.parts = None
                     e.free = False
                     e._fn = None
                     e._ast = None
-                    t.trigger = e
-                if comp is not None:
-                    e = _new(Complete)
-                    e.text = comp
-                    e.parts = None
-                    e.free = False
-                    e._fn = None
-                    e._ast = None
-                    t.complete = e
+                    setattr(t, slot, e)
                 if events:
                     el = []
                     for number, ename, initial in events:
