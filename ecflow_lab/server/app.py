@@ -23,6 +23,9 @@ HTTP form (for job scripts without ``ecflow-lab``)::
     # queue: -d name=q -d action=active [-d step=..] [-d queue_path=..]
     # GET with a query string works too; user commands: GET /v1/ping, /v1/query?kind=state&path=/s/t
 
+From bash jobs without starting a process per command: ``. ecf_http.sh`` (the server puts it on its jobs'
+PATH, next to the ``ecflow_client`` shim), then ``ecf_child meter name=m value=5`` etc. (bash's /dev/tcp).
+
 The reply is ``200 OK`` with the result as text, ``403`` when the server refuses (zombie, wrong password)
 and ``400`` for a malformed request.
 """

@@ -15,6 +15,7 @@ import threading
 import time
 import zlib
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import ecflow_lab.protocol as protocol
@@ -68,13 +69,11 @@ class Engine(Scheduler):
         shim_dir = self.server.home / ".ecflow_lab" / "bin"
         try:
             shim_dir.mkdir(parents=True, exist_ok=True)
-            exe = shim_dir / "ecflow_client"
             body = f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m ecflow_lab client "$@"\n'
-            if not exe.exists() or exe.read_text() != body:
-                tmp = exe.with_suffix(f".tmp{os.getpid()}")
-                tmp.write_text(body)
-                tmp.chmod(0o755)
-                os.replace(tmp, exe)
+            exe = shim_dir / "ecflow_client"
+            _write_if_changed(exe, body, 0o755)
+            # and ecf_http.sh (`. ecf_http.sh; ecf_child meter name=m value=5`): child commands in bash alone
+            _write_if_changed(shim_dir / "ecf_http.sh", Path(__file__).with_name("ecf_http.sh").read_text(), 0o644)
         except OSError as exc:
             self._err(f"cannot install the ecflow_client shim in {shim_dir}: {exc}")
             return
@@ -814,3 +813,13 @@ class Engine(Scheduler):
                 raise RuntimeError(f"zombie: unknown action {action!r}")
             self._user_log(u, f"--zombie_{action} {z.path}")
         return None
+
+
+def _write_if_changed(path: Path, text: str, mode: int) -> None:
+    """Write ``text`` to ``path`` atomically (another server on the same home may be reading it)."""
+    if path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    os.replace(tmp, path)

@@ -255,6 +255,41 @@ def test_http_child_commands_and_errors(srv, ci):
         assert r.read().decode().strip() == "complete"
 
 
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_bash_jobs_send_child_commands_with_ecf_http_sh(srv, ci):
+    """The helper the server puts on its jobs' PATH: child commands in bash alone (/dev/tcp), values
+    percent-encoded (spaces, '&', '=', UTF-8), refusals reported with the server's reason, NO_ECF honoured."""
+    import os
+
+    ci.begin_suite("s")
+    assert wait_for(lambda: ci.query("state", "/s/f/a") == "submitted")
+    t = srv.engine.defs.find_abs_node("/s/f/a")
+    shim = srv.home / ".ecflow_lab" / "bin"
+    assert (shim / "ecf_http.sh").is_file()
+    env = dict(os.environ, PATH=f"{shim}:{os.environ['PATH']}", ECF_HOST="127.0.0.1",
+               ECF_HTTP_PORT=str(srv.http_port), ECF_NAME="/s/f/a", ECF_PASS=t.password, ECF_TRYNO="1")
+
+    def job(script: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", ". ecf_http.sh\n" + script], env={**env, **extra},
+                              capture_output=True, text=True, timeout=30)
+
+    r = job('ecf_child init rid=$$ && ecf_child meter name=m value=12 && ecf_child event name=ev && '
+            'ecf_child label name=info value="a b&c=d % é"')
+    assert r.returncode == 0, r.stderr
+    assert ci.query("state", "/s/f/a") == "active" and ci.query("meter", "/s/f/a", "m") == "12"
+    assert ci.query("event", "/s/f/a", "ev") == "set"
+    assert t.labels[0].new_value == "a b&c=d % é"
+    r = job("ecf_child meter name=m value=5000")
+    assert r.returncode == 1 and "outside" in r.stderr
+    r = job("ecf_child complete", ECF_PASS="wrong", ECF_DENIED="1")
+    assert r.returncode == 1 and "password" in r.stderr
+    r = job("ecf_child complete", NO_ECF="1", ECF_HTTP_PORT="1")  # does nothing at all
+    assert r.returncode == 0 and ci.query("state", "/s/f/a") == "active"
+    r = job("ecf_child event name=ev value=clear && ecf_child complete")
+    assert r.returncode == 0, r.stderr
+    assert ci.query("state", "/s/f/a") == "complete" and ci.query("event", "/s/f/a", "ev") == "clear"
+
+
 def test_cli_user_and_child_commands(srv, ci):
     env_port = str(srv.port)
 
