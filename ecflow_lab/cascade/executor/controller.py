@@ -33,6 +33,7 @@ AGENT_TIMEOUT_S = 10.0
 FOLLOW_MAX_INPUTS = 16  # speculative (fused) dispatch only checks consumers with this few inputs
 UNKNOWN_SIZE = 1 << 20
 NO_WORKERS_TIMEOUT_S = 30.0
+AGENT_GRACE_S = 3.0  # on close, how long to wait for the hello of an agent whose workers were heard from
 MAX_KILLS = 3  # a task on a worker that dies this many times fails the run (like Dask's KilledWorker)
 # A large output read by at most this many other workers may stay in its writer's memory, each reader
 # copying it out (("v", ...) descriptors); more readers share one shared-memory segment instead.
@@ -322,12 +323,23 @@ class Controller(threading.Thread):
             for job in list(self.jobs.values()):
                 if not job.future.done():
                     job.future.set_exception(RuntimeError("cluster closed while the graph was running"))
-            # every agent we know, and the agent of every worker we saw (its hello may still be on its way:
-            # agents answer to "agent:HOST"), is told to stop
-            idents = {a.ident for a in self.agents.values()}
-            idents |= {f"agent:{w.spec.host}".encode() for w in self.workers.values()}
-            for ident in idents:
-                self._send(ident, ("stop",))
+            # every agent is told to stop. An agent that connected before we listened retries its connection
+            # (its hello queued meanwhile) and may not have been heard from yet, though its workers were:
+            # wait a little for it, so that no host is left running
+            missing = {w.spec.host for w in self.workers.values()} - set(self.agents)
+            deadline = time.monotonic() + AGENT_GRACE_S
+            while missing and time.monotonic() < deadline:
+                if not self.sock.poll(20):
+                    continue
+                try:
+                    prefix, msg, _ = wire.recv(self.sock, self.key, n_prefix=1)
+                except Exception:  # noqa: BLE001 - a bad or undecodable message: keep waiting
+                    continue
+                if msg[0] == "agent":
+                    self._handle(prefix[0], msg)
+                    missing.discard(msg[1])
+            for a in self.agents.values():
+                self._send(a.ident, ("stop",))
             self.sock.close()
             self._wake_r.close()
             with self._wake_lock:
@@ -624,12 +636,16 @@ class Controller(threading.Thread):
                         if ds in job.outputs:
                             p = PUB_SHM  # the caller maps it
                         else:
-                            p = 0
                             cons = c.consumers.get(ds, ())
-                            for j in cons:
-                                if job.worker[j] != w.id or job.status[j] not in (ASSIGNED, PUBWAIT):
-                                    p = PUB_ANY if len(cons) <= VM_MAX_READERS else PUB_SHM
-                                    break
+                            here = sum(1 for j in cons if job.worker[j] == w.id and job.status[j] in (ASSIGNED, PUBWAIT))
+                            if here == len(cons):
+                                p = 0  # every consumer runs in this worker
+                            elif here or len(cons) > VM_MAX_READERS:
+                                # several readers share one segment; and a value that tasks of its own worker
+                                # also use is copied out now, not read later while they may be using it
+                                p = PUB_SHM
+                            else:
+                                p = PUB_ANY
                         pub.append(p)
                     args, kwargs = job.wire_args[i]
                     tasks.append((i, fid, args, kwargs, t.num_outputs, t.generator, pub, t.name, c.inputs[i]))
