@@ -582,3 +582,21 @@ def test_large_value_for_another_host_goes_through_its_agent():
         res = cl.run(g, timeout=60)
         assert res[s] == (1.5, 1.5 * 4_000_000)
         assert "vm-read" not in [e.get("via") for e in res.trace.events]
+
+
+def _bump_in_place(a: np.ndarray) -> float:
+    a += 1.0  # a task that (wrongly) changes its input
+    return float(a[0])
+
+
+def test_value_also_used_in_its_own_worker_is_copied_out_before_readers_come():
+    """A large value that tasks of its own worker also use goes to a segment at once; a reader on another
+    worker gets it as it was produced, whatever those tasks do to it afterwards."""
+    with LocalCluster(workers=2) as cl:
+        w0, w1 = (w["id"] for w in cl.workers)
+        g = Graph()
+        a = g.add_task(filled, 4_000_000, 1.0, requirements=Requirements(worker=w0), name="produce")
+        g.add_task(_bump_in_place, a, requirements=Requirements(worker=w0), name="local")
+        r = g.add_task(first_and_sum, a, requirements=Requirements(worker=w1), name="remote")
+        res = cl.run(g, timeout=60)
+        assert res[r] == (1.0, 4_000_000.0)
