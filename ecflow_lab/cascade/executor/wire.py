@@ -321,6 +321,7 @@ class VmReadError(OSError):
 
 VM_MIN = RECYCLE_MIN  # values at least this big may be handed over as ("v", ...) descriptors
 VM_CHUNK = 64 << 20
+VM_THREADS = COPY_THREADS  # readers faulting in fresh pages in parallel (more than the cores measured no faster)
 _PR_SET_PTRACER = 0x59616D61
 _libc: Any = None
 _vm_mode = os.environ.get("ECFLOW_LAB_CASCADE_VMREAD", "1")  # "0": never; "refuse": readers fail (tests)
@@ -438,12 +439,17 @@ def vm_read(desc: tuple) -> Any:
     for addr, n in spans:
         dst = np.empty(n, dtype=np.uint8)
         base = int(dst.ctypes.data)
-        if n >= 2 * VM_CHUNK and COPY_THREADS > 1:
-            half = (n // 2) & ~4095
-            th = threading.Thread(target=copy, args=(base + half, addr + half, n - half))
-            th.start()
-            copy(base, addr, half)
-            th.join()
+        k = min(VM_THREADS, n // VM_CHUNK)
+        if k > 1:
+            step = (n // k) & ~((2 << 20) - 1)  # slices of whole huge pages
+            cuts = [i * step for i in range(k)] + [n]
+            threads = [threading.Thread(target=copy, args=(base + cuts[i], addr + cuts[i], cuts[i + 1] - cuts[i]))
+                       for i in range(1, k)]  # fmt: skip
+            for th in threads:
+                th.start()
+            copy(base, addr, cuts[1])
+            for th in threads:
+                th.join()
         else:
             copy(base, addr, n)
         if errors:
