@@ -501,15 +501,21 @@ class Client:
         download happened (or a sync that finds nothing new) never pays for building the model."""
         if self._defs_text is not None:
             from ecflow_lab import defs as _defs
+            from ecflow_lab.defs.parser import parse_text
 
             raw, encoding = self._defs_raw
             self._defs_text, self._defs_raw = None, (b"", "")
-            if encoding == "gzip":
-                import gzip
+            name = f"<server {self._host}:{self._port}>"
+            if encoding == "gzip" and len(raw) >= _STREAM_MIN:
+                # a big one is read while a thread still decompresses the rest (zlib lets go of the GIL)
+                with _Gunzip(raw) as pieces:
+                    self._defs = parse_text(pieces, name)
+            else:
+                if encoding == "gzip":
+                    import gzip
 
-                raw = gzip.decompress(raw)
-            text = raw.decode()
-            self._defs = _defs.Defs.from_string(text, f"<server {self._host}:{self._port}>")
+                    raw = gzip.decompress(raw)
+                self._defs = _defs.Defs.from_string(raw.decode(), name)
         return self._defs
 
     def _fetch_full(self) -> None:
@@ -858,6 +864,66 @@ class Client:
     def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> Subscription:
         """Start a SUB thread (owned by the returned Subscription) that calls ``callback`` per delta."""
         return Subscription(self, callback)
+
+
+_STREAM_MIN = 1 << 16  # compressed definitions at least this big are parsed while being decompressed
+
+
+class _Gunzip:
+    """Concatenated gzip members decompressed by a thread of its own, handed over as text pieces.
+
+    Iterate it (inside ``with``) for the pieces; an error in the data is raised there. Leaving the ``with``
+    stops the thread and waits for it."""
+
+    PIECE = 1 << 21
+
+    def __init__(self, raw: bytes) -> None:
+        import queue
+
+        self._raw = raw
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._stop = False
+        self._thread = threading.Thread(target=self._work, name="ecflow-lab-gunzip", daemon=True)
+
+    def __enter__(self) -> _Gunzip:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop = True
+        self._thread.join()
+
+    def _work(self) -> None:
+        import codecs
+        import zlib
+
+        try:
+            dec = codecs.getincrementaldecoder("utf-8")()
+            data = self._raw
+            while data and not self._stop:
+                z = zlib.decompressobj(wbits=31)
+                buf = data
+                while not z.eof and not self._stop:
+                    out = z.decompress(buf, self.PIECE)
+                    buf = z.unconsumed_tail
+                    if out:
+                        self._q.put(dec.decode(out))
+                    elif not buf:
+                        raise EOFError("the server's definition text is cut short (incomplete gzip data)")
+                data = z.unused_data
+            self._q.put(dec.decode(b"", final=True))
+            self._q.put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader
+            self._q.put(exc)
+
+    def __iter__(self) -> Any:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
 
 def _recv_exact(s: socket.socket, n: int) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import re
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 from .attributes import (
@@ -79,8 +80,10 @@ def parse_file(path: str, into: Defs | None = None) -> Defs:
     return parse_text(text, str(path), into=into)
 
 
-def parse_text(text: str, filename: str = "<string>", into: Defs | None = None) -> Defs:
-    """Parse definition text; raises :class:`DefsSyntaxError` and nothing else."""
+def parse_text(text: str | Iterable[str], filename: str = "<string>", into: Defs | None = None) -> Defs:
+    """Parse definition text; raises :class:`DefsSyntaxError` and nothing else. ``text`` may also be an
+    iterable of consecutive pieces of it (read as they come, e.g. while the rest is still being
+    decompressed); it is then read in task chunks whatever its size."""
     from . import nodes as _nodes
 
     saved = _nodes._BLOCKS[:]
@@ -90,8 +93,9 @@ def parse_text(text: str, filename: str = "<string>", into: Defs | None = None) 
     # heap again and again (a third of the parse time), so it is paused while parsing.
     gc_was_on = gc.isenabled()
     gc.disable()
+    size = 0
     try:
-        p.run(text)
+        size = p.run(text) if isinstance(text, str) else p.run_pieces(text)
     except DefsSyntaxError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError, AttributeError) as e:
@@ -100,7 +104,7 @@ def parse_text(text: str, filename: str = "<string>", into: Defs | None = None) 
         _nodes._BLOCKS[:] = saved
         p.h = p.memo = {}  # they hold bound methods of p: without this p would wait for the cyclic GC
         if gc_was_on:
-            if len(text) >= _PROMOTE_AFTER and gc.get_freeze_count() == 0:
+            if size >= _PROMOTE_AFTER and gc.get_freeze_count() == 0:
                 _promote_to_old_generation()
             gc.enable()
     structure_version[0] += 1
@@ -391,7 +395,8 @@ class _Parser:
                           got=got, expected=expected)
 
     # ----------------------------------------------------------------- main loop
-    def run(self, text: str) -> None:
+    def run(self, text: str) -> int:
+        """Parse ``text``; returns its length."""
         if text.startswith("\ufeff"):  # a byte order mark left by some editors
             text = text[1:]
         if len(text) < CHUNK_MIN:
@@ -399,8 +404,32 @@ class _Parser:
             self._lines(lines, 0)
             self.lineno, self.line = len(lines), lines[-1]
         else:
-            self.lineno, self.line = self._chunks(text)
+            self.lineno, self.line = self._chunks(_split_chunks(text))
         self.after_parse()
+        return len(text)
+
+    def run_pieces(self, pieces: Iterable[str]) -> int:
+        """Parse the text made of ``pieces`` as they come; returns its length."""
+        total = 0
+
+        def chunks() -> Any:
+            nonlocal total
+            rest = ""
+            first = True
+            for piece in pieces:
+                if first and piece:
+                    first = False
+                    if piece.startswith("\ufeff"):
+                        piece = piece[1:]
+                total += len(piece)
+                parts = _CHUNK_SPLIT.split(rest + piece if rest else piece)
+                rest = parts.pop()  # may continue in the next piece
+                yield from parts
+            yield rest
+
+        self.lineno, self.line = self._chunks(chunks())
+        self.after_parse()
+        return total
 
     def _lines(self, lines: list[str], base: int) -> list | None:
         """Parse ``lines`` (the first is line ``base + 1``). Returns the attach steps ``(fn, args, index)``
@@ -463,7 +492,7 @@ class _Parser:
                     steps.append((hit[0], hit[1], i - 1))
         return steps
 
-    def _chunks(self, text: str) -> tuple[int, str]:
+    def _chunks(self, chunks: Iterable[str]) -> tuple[int, str]:
         """A big text in chunks of one task each (its line and the lines up to the next task). Big suites
         repeat the same task text over and over (only the place differs): a chunk seen before is built
         again straight from its remembered steps, without looking at its lines. Returns the number of
@@ -474,7 +503,7 @@ class _Parser:
         carry = ""
         last = ""
         rec = None
-        for chunk in _split_chunks(text):
+        for chunk in chunks:
             if carry:
                 chunk, carry = carry + chunk, ""
             rec = cmemo.get(chunk)

@@ -421,3 +421,27 @@ def test_a_replayed_chunk_with_family_steps_names_the_failing_line(monkeypatch) 
     with pytest.raises(DefsSyntaxError) as e2:
         P.parse_text(text + "  endfamily\nendsuite\n")
     assert (e2.value.line, str(e2.value)) == (ei.value.line, str(ei.value))
+
+
+def test_text_in_pieces_parses_as_the_whole_text(monkeypatch) -> None:
+    """parse_text over consecutive pieces (cut anywhere: inside words, lines, 'task', continuations) builds
+    what the whole text builds, and an error names the same line."""
+    import random
+
+    from ecflow_lab.defs import parser as P
+
+    text = "suite s\n  limit work 2\n" + "".join(_CHUNKY_FAMILY.format(k=k) for k in range(8)) + "endsuite\n"
+    whole = P.parse_text(text)
+    rnd = random.Random(7)
+    for _ in range(20):
+        cuts = sorted(rnd.sample(range(1, len(text)), rnd.randint(1, 40)))
+        pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+        assert P.parse_text(iter(pieces)) == whole
+    assert P.parse_text(iter([text[:3], "", text[3:]])) == whole
+    assert P.parse_text(iter([])) == P.parse_text("")
+    bad = text.replace("    task e\n", "    task e\n      meter m 0\n", 3)
+    with pytest.raises(DefsSyntaxError) as e1:
+        P.parse_text(bad)
+    with pytest.raises(DefsSyntaxError) as e2:
+        P.parse_text(iter([bad[:1000], bad[1000:1001], bad[1001:]]))
+    assert (e1.value.line, str(e1.value)) == (e2.value.line, str(e2.value))

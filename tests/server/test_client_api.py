@@ -368,3 +368,38 @@ endsuite
     assert ci.get_defs().find_abs_node("/odd/f/suite_like").find_variable("NOTE").value == "suite inside a value"
     ci.checkpt()
     assert "suite odd" in srv.file("ecf.check").read_text()
+
+
+def test_gunzip_pieces_cross_members_and_characters(monkeypatch):
+    """The client's threaded gunzip: concatenated members, UTF-8 characters cut between pieces, an early
+    stop, and data cut short."""
+    import gzip
+
+    from ecflow_lab.client import _Gunzip
+
+    text = "".join(f"task t{i} # état {i} ✓\n" for i in range(3000))
+    raw = gzip.compress(text[:20000].encode()) + gzip.compress(text[20000:].encode())
+    monkeypatch.setattr(_Gunzip, "PIECE", 1001)  # odd sizes: multi-byte characters fall across pieces
+    with _Gunzip(raw) as g:
+        pieces = list(g)
+    assert len(pieces) > 10 and "".join(pieces) == text
+    with _Gunzip(raw) as g:  # a reader that stops early leaves no thread behind
+        next(iter(g))
+    assert not g._thread.is_alive()
+    with pytest.raises(EOFError, match="cut short"), _Gunzip(raw[:-30]) as g:
+        list(g)
+
+
+def test_big_definition_download_is_parsed_while_decompressed(srv, ci, monkeypatch):
+    import ecflow_lab.client as client_mod
+
+    ci.begin_suite("s")
+    got = []
+    for limit in (1 << 60, 1):  # the whole text at once, then in pieces while it is decompressed
+        monkeypatch.setattr(client_mod, "_STREAM_MIN", limit)
+        c = Client(f"127.0.0.1:{srv.port}")
+        c.sync_local()
+        got.append(c.get_defs())
+        c.close()
+    assert got[1] == got[0] and got[1].to_string(state=True) == got[0].to_string(state=True)
+    assert got[1].find_abs_node("/s/f/a") is not None
