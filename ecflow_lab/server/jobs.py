@@ -14,6 +14,7 @@ callable, so the same code serves the server, ``edit_script`` and tests.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 from collections.abc import Callable, Mapping
@@ -139,6 +140,23 @@ def _substitute_nested(value: str, lookup: Lookup, micro: str, where: tuple[str,
     return substitute(value, inner, micro, where)
 
 
+_DOLLAR_VAR = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
+
+
+def _include_dir(d: str, st: _State, file: str, lineno: int) -> str:
+    """One ECF_INCLUDE directory with its variables replaced, as ecFlow does: ``$VAR``/``${VAR}`` once, then
+    ``%VAR%`` (``edit ECF_INCLUDE $ECF_HOME/include`` or ``%ECF_HOME%/include``); an unknown one is left."""
+    if "$" in d:
+        d = _DOLLAR_VAR.sub(lambda m: st.lookup(m.group(1) or m.group(2)) or m.group(0), d)
+    micro = st.lookup("ECF_MICRO") or "%"  # the node's, not a %ecfmicro of the script being read
+    if micro in d:
+        try:
+            d = substitute(d, st.lookup, micro, (file, lineno))
+        except PreprocessError:
+            pass
+    return d
+
+
 def _resolve_include(arg: str, st: _State, file: str, lineno: int) -> Path:
     arg = arg.strip()
     if not arg:
@@ -151,7 +169,7 @@ def _resolve_include(arg: str, st: _State, file: str, lineno: int) -> Path:
         name = arg[1:-1]
         for d in (st.lookup("ECF_INCLUDE") or "").split(":"):
             if d:
-                cands.append(os.path.join(d, name))
+                cands.append(os.path.join(_include_dir(d, st, file, lineno), name))
         cands.append(os.path.join(home, name))
     elif arg.startswith('"') and arg.endswith('"'):
         name = arg[1:-1]

@@ -111,3 +111,13 @@ def test_locate_script_order(tmp_path):
     with pytest.raises(ScriptNotFound, match="no script found"):
         locate_script("/o/other", {"ECF_HOME": str(tmp_path)}.get)
     assert os.path.isdir(files)
+
+
+@pytest.mark.parametrize("include", ["%ECF_HOME%/../includes", "$ECF_HOME/../includes", "${ECF_HOME}/../includes",
+                                     "/nowhere:%NOPE%/x:%ECF_HOME%/../includes"])
+def test_ecf_include_paths_have_their_variables_replaced(pp, include):
+    """As ecFlow: each ECF_INCLUDE directory may use ecFlow variables ($VAR, ${VAR} or %VAR%); an unknown one
+    just leaves a directory that does not exist."""
+    out = preprocess(pp / "SMSHOME/suite/family/t1.ecf", _vars(pp, ECF_INCLUDE=include))
+    assert "export ECF_NAME=/suite/family/t1" in out.job   # head.h found through the substituted path
+    assert any(f.endswith("includes/head.h") for f in out.files)
