@@ -69,6 +69,12 @@ def locate_script(node_path: str, lookup: Lookup) -> Path:
         root = lookup(var)
         if not root:
             continue
+        micro = lookup("ECF_MICRO") or "%"
+        if var == "ECF_FILES" and micro in root and not os.path.isdir(root):
+            try:  # as ecFlow, a directory that does not exist is tried again with its variables replaced
+                root = substitute(root, lookup, micro, ("ECF_FILES", 0))
+            except PreprocessError:
+                pass
         order = candidates
         if var == "ECF_FILES" and (lookup("ECF_FILES_LOOKUP") or "") == "prune_leaf":
             order = ["/".join(parts[: len(parts) - i]) for i in range(len(parts))]

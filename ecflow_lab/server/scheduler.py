@@ -694,7 +694,12 @@ class Scheduler:
 
     # ================================================================== jobs
     def submit(self, task: Any, user_edit: str | None = None, variables: dict[str, str] | None = None) -> bool:
-        """Pre-process the task's script, write ECF_JOB, run ECF_JOB_CMD; the task becomes submitted."""
+        """Pre-process the task's script, write ECF_JOB, run ECF_JOB_CMD; the task becomes submitted.
+
+        As ecFlow: a task under ``ECF_DUMMY_TASK`` is never submitted (it stays as it is, for triggers and
+        manual use); under ``ECF_NO_SCRIPT`` there is no script, ECF_JOB_CMD alone is the job."""
+        if user_edit is None and self.lookup(task, "ECF_DUMMY_TASK") is not None:
+            return True
         tpath = M.path(task)
         M.set_tryno(task, M.tryno(task) + 1)
         M.set_password(task, _password())
@@ -712,10 +717,13 @@ class Scheduler:
                 micro = lookup("ECF_MICRO") or "%"
                 pp = Preprocessed("\n".join(substitute(line, lookup, micro, (tpath, i + 1))
                                             for i, line in enumerate(user_edit.split("\n"))), "")
+            elif lookup("ECF_NO_SCRIPT") is not None:
+                pp = None
             else:
                 script = locate_script(tpath, lookup)
                 pp = preprocess(script, lookup)
-            write_job(job_path, pp.job)
+            if pp is not None:
+                write_job(job_path, pp.job)
         except PreprocessError as exc:
             flag = "no_script" if exc.line == 0 and "no script" in exc.message else "edit_failed"
             self._abort(task, f"{flag}: {exc}", flag)
@@ -754,7 +762,7 @@ class Scheduler:
         self.set_state(task, S)
         self._touch(task, "flags", sorted(M.flags(task)))
         self.submitted_jobs += 1
-        self._logline(f" submitted: {tpath} job_size:{len(pp.job)}")
+        self._logline(f" submitted: {tpath} job_size:{len(pp.job) if pp is not None else 0}")
         return True
 
     def _abort(self, task: Any, reason: str, flag: str | None = None) -> None:
@@ -1528,6 +1536,8 @@ class Scheduler:
                 out.append(f"{p} is aborted (try {M.tryno(node)} of ECF_TRIES {tries}"
                            f"{', ' + ','.join(flags) if flags else ''}): requeue or run it"
                            + (f"; reason: {reason}" if reason else ""))
+        if st == Q and M.is_task(node) and self.lookup(node, "ECF_DUMMY_TASK") is not None:
+            out.append(f"{p} is a dummy task (ECF_DUMMY_TASK): it is never submitted")
         n = node
         while n is not None and not M.is_defs(n):
             if M.suspended(n):

@@ -403,3 +403,37 @@ def test_big_definition_download_is_parsed_while_decompressed(srv, ci, monkeypat
         c.close()
     assert got[1] == got[0] and got[1].to_string(state=True) == got[0].to_string(state=True)
     assert got[1].find_abs_node("/s/f/a") is not None
+
+
+def test_dummy_tasks_scriptless_jobs_and_ecf_files_with_variables(srv):
+    """ecFlow's ECF_DUMMY_TASK (never submitted), ECF_NO_SCRIPT (ECF_JOB_CMD is the whole job) and an
+    ECF_FILES directory written with variables."""
+    home = srv.home
+    (home / "scripts").mkdir()
+    (home / "scripts" / "x.ecf").write_text("echo %TASK% > %ECF_HOME%/ran_%TASK%\n")
+    text = f"""
+suite v
+  edit ECF_HOME '{home}'
+  family dummies
+    edit ECF_DUMMY_TASK ''
+    task d
+  endfamily
+  task n
+    edit ECF_NO_SCRIPT ''
+    edit ECF_JOB_CMD 'echo %TASK% > %ECF_HOME%/ran_%TASK%'
+  task x
+    edit ECF_FILES '%ECF_HOME%/scripts'
+    edit ECF_JOB_CMD '/bin/sh %ECF_JOB%'
+endsuite
+"""
+    c = Client(f"127.0.0.1:{srv.port}")
+    c.load(Defs.from_string(text, "v.def"))
+    c.begin_suite("v")
+    assert wait_for(lambda: (home / "ran_n").is_file() and (home / "ran_x").is_file(), 20)
+    assert (home / "ran_n").read_text().strip() == "n" and (home / "ran_x").read_text().strip() == "x"
+    assert c.query("state", "/v/n") == "submitted" and c.query("state", "/v/x") == "submitted"
+    assert c.query("state", "/v/dummies/d") == "queued"
+    d = srv.engine.defs.find_abs_node("/v/dummies/d")
+    assert d.try_no == 0 and not d.flags  # never tried, no 'no script' flag although it has none
+    assert "dummy task" in c.why("/v/dummies/d")
+    c.close()
