@@ -934,7 +934,7 @@ class _Parser:
             else:
                 self.defs.add_variable(name, value)
             return
-        if not _good_name(name) and not isinstance(node, Alias) and not self.state_form:
+        if not _good_name(name) and not isinstance(node, Alias):
             raise self.error(f"invalid variable name {name!r}", got=name, expected="a variable name")
         name = _intern(name)
         if _good_name(name):

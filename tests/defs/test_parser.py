@@ -445,3 +445,14 @@ def test_text_in_pieces_parses_as_the_whole_text(monkeypatch) -> None:
     with pytest.raises(DefsSyntaxError) as e2:
         P.parse_text(iter([bad[:1000], bad[1000:1001], bad[1001:]]))
     assert (e1.value.line, str(e1.value)) == (e2.value.line, str(e2.value))
+
+
+def test_invalid_variable_names_only_pass_on_aliases_even_in_state_form() -> None:
+    """As ecFlow 5.9.2: `defs_state MIGRATE` does not make 'name:1' a valid variable name on a task (only an
+    alias takes any name); found by the fuzz test (it then failed to read its own output back)."""
+    head = "defs_state MIGRATE\nsuite s\n  task t\n"
+    with pytest.raises(DefsSyntaxError, match="invalid variable name 'name:1'") as ei:
+        Defs.from_string(head + "    edit name:1 '1'\nendsuite\n")
+    assert ei.value.line == 4
+    d = Defs.from_string(head + "    alias a0\n      edit name:1 '1'\n    endalias\nendsuite\n")
+    assert d.find_abs_node("/s/t").aliases[0].variables[0].name == "name:1"
