@@ -600,3 +600,25 @@ def test_value_also_used_in_its_own_worker_is_copied_out_before_readers_come():
         r = g.add_task(first_and_sum, a, requirements=Requirements(worker=w1), name="remote")
         res = cl.run(g, timeout=60)
         assert res[r] == (1.0, 4_000_000.0)
+
+
+@pytest.mark.parametrize("n, k, align", [(100, 3, 1), (10 << 20, 2, 2 << 20), (5, 4, 1), (7, 1, 1), (0, 2, 1)])
+def test_in_slices_covers_the_range_once_and_raises_a_slice_error(n, k, align):
+    seen: list = []
+    lock = threading.Lock()
+
+    def work(a, b):
+        with lock:
+            seen.append((a, b))
+
+    wire.in_slices(n, k, work, align=align)
+    if n == 0:
+        assert seen == []  # nothing to do (an empty buffer)
+        return
+    seen.sort()
+    assert len(seen) <= max(k, 1) and [b - a for a, b in seen if b > a]
+    assert seen[0][0] == 0 and seen[-1][1] == n and all(x[1] == y[0] for x, y in zip(seen, seen[1:]))
+    assert all(a % align == 0 for a, _b in seen)
+    if n > 1 and k > 1:
+        with pytest.raises(ZeroDivisionError):
+            wire.in_slices(n, k, lambda a, b: 1 / 0 if a else None, align=align)

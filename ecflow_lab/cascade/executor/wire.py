@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import hashlib
 import hmac
 import mmap
@@ -28,6 +29,7 @@ import pickle
 import secrets
 import struct
 import sys
+import threading
 from typing import Any
 
 import zmq
@@ -210,28 +212,37 @@ def copy_into(mm: mmap.mmap, off: int, src: memoryview) -> None:
     if n < 2 * COPY_CHUNK or COPY_THREADS == 1:
         mm[off : off + n] = src  # PickleBuffer.raw() views are 1-D bytes already
         return
-    import threading
-
     import numpy as np
 
     dst = np.frombuffer(mm, dtype=np.uint8, count=n, offset=off)
     s = np.frombuffer(src, dtype=np.uint8)
-    step = -(-n // COPY_THREADS)
+    # (the views die with this call: none outlives the copy, the caller closes the mapping later)
+    in_slices(n, COPY_THREADS, lambda a, b: np.copyto(dst[a:b], s[a:b]))
+
+
+def in_slices(n: int, k: int, work: Any, align: int = 1) -> None:
+    """``work(start, end)`` over ``[0, n)`` cut into ``k`` slices (boundaries multiples of ``align``), the
+    first in this thread and the others in threads of their own, for calls that let go of the GIL. The
+    first exception raised by any slice is raised here, after all have ended."""
+    if n <= 0:
+        return
+    per = -(-n // k)  # ceil(n / k)
+    step = -(-per // align) * align  # rounded up to a multiple of align
+    cuts = list(range(0, n, step)) + [n]
     errors: list[BaseException] = []
 
-    def part(d: Any, x: Any) -> None:
+    def run(a: int, b: int) -> None:
         try:
-            np.copyto(d, x)
+            work(a, b)
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             errors.append(exc)
 
-    threads = [threading.Thread(target=part, args=(dst[i : i + step], s[i : i + step])) for i in range(step, n, step)]
+    threads = [threading.Thread(target=run, args=(cuts[i], cuts[i + 1])) for i in range(1, len(cuts) - 1)]
     for t in threads:
         t.start()
-    part(dst[:step], s[:step])
+    run(cuts[0], cuts[1])
     for t in threads:
         t.join()
-    del dst, threads  # no view of the mapping may outlive the copy (the mapping is closed later)
     if errors:
         raise errors[0]
 
@@ -327,6 +338,7 @@ _libc: Any = None
 _vm_mode = os.environ.get("ECFLOW_LAB_CASCADE_VMREAD", "1")  # "0": never; "refuse": readers fail (tests)
 
 
+@functools.cache
 def _iovec_type() -> Any:
     import ctypes
 
@@ -405,7 +417,7 @@ def vm_descriptor(main: bytes, bufs: list[pickle.PickleBuffer], host: str, wid: 
 
 
 def vm_read(desc: tuple) -> Any:
-    """Copy a ("v", ...) value out of its writer's memory (chunked; two threads for big buffers, since
+    """Copy a ("v", ...) value out of its writer's memory (chunked, big buffers in parallel slices, since
     faulting in fresh pages is per-core work). Raises :class:`VmReadError` when the read is refused or the
     writer is gone."""
     import ctypes
@@ -419,41 +431,22 @@ def vm_read(desc: tuple) -> Any:
         raise VmReadError(errno.ESRCH, f"worker pid {pid} is gone")
     iov = _iovec_type()
     readv = _libc.process_vm_readv
-    errors: list[BaseException] = []
-
-    def copy(dst_addr: int, src_addr: int, n: int) -> None:
-        off = 0
-        while off < n:
-            k = min(VM_CHUNK, n - off)
-            loc, rem = iov(dst_addr + off, k), iov(src_addr + off, k)
-            got = readv(pid, ctypes.byref(loc), 1, ctypes.byref(rem), 1, 0)
-            if got <= 0:
-                err = ctypes.get_errno()
-                errors.append(VmReadError(err, f"cannot read worker pid {pid}'s memory: {os.strerror(err)}"))
-                return
-            off += got
-
-    import threading
-
     out = []
     for addr, n in spans:
         dst = np.empty(n, dtype=np.uint8)
         base = int(dst.ctypes.data)
-        k = min(VM_THREADS, n // VM_CHUNK)
-        if k > 1:
-            step = (n // k) & ~((2 << 20) - 1)  # slices of whole huge pages
-            cuts = [i * step for i in range(k)] + [n]
-            threads = [threading.Thread(target=copy, args=(base + cuts[i], addr + cuts[i], cuts[i + 1] - cuts[i]))
-                       for i in range(1, k)]  # fmt: skip
-            for th in threads:
-                th.start()
-            copy(base, addr, cuts[1])
-            for th in threads:
-                th.join()
-        else:
-            copy(base, addr, n)
-        if errors:
-            raise errors[0]
+
+        def copy(a: int, b: int, base: int = base, addr: int = addr) -> None:
+            while a < b:
+                k = min(VM_CHUNK, b - a)
+                loc, rem = iov(base + a, k), iov(addr + a, k)
+                got = readv(pid, ctypes.byref(loc), 1, ctypes.byref(rem), 1, 0)
+                if got <= 0:
+                    err = ctypes.get_errno()
+                    raise VmReadError(err, f"cannot read worker pid {pid}'s memory: {os.strerror(err)}")
+                a += got
+
+        in_slices(n, max(1, min(VM_THREADS, n // VM_CHUNK)), copy, align=2 << 20)  # whole huge pages
         out.append(dst)
     if _start_time(pid) != start:  # the pid was reused while we read: what we copied is not the value
         raise VmReadError(errno.ESRCH, f"worker pid {pid} is gone")
