@@ -41,6 +41,12 @@ VM_MAX_READERS = 2
 PUB_ANY, PUB_SHM = 1, 2  # publish modes sent with each task's outputs (0: keep in the worker)
 
 
+def _holder(loc: tuple) -> str | None:
+    """The worker whose memory holds a dataset at ``loc`` (("w", wid) or ("v", host, wid, ...)), else None."""
+    kind = loc[0]
+    return loc[1] if kind == "w" else loc[2] if kind == "v" else None
+
+
 class RemoteTraceback(Exception):
     """The traceback of a task that failed in a worker process (attached as ``__cause__``)."""
 
@@ -526,8 +532,8 @@ class Controller(threading.Thread):
             if loc is None or loc[0] == "i":
                 continue
             size = job.sizes.get(ds) or job.c.tasks[ds[0]].size or UNKNOWN_SIZE
-            if loc[0] == "w" or loc[0] == "v":
-                owner = loc[1] if loc[0] == "w" else loc[2]
+            owner = _holder(loc)
+            if owner is not None:
                 src = self.workers.get(owner)
                 for w in alive:
                     if w.id != owner:
@@ -558,8 +564,8 @@ class Controller(threading.Thread):
                 loc = job.location.get(ds)
                 if loc is None:
                     continue  # produced earlier in w's queue (fused)
-                if loc[0] == "w" or (loc[0] == "v" and (loc[2] == w.id or loc[1] != w.spec.host)):
-                    owner = loc[1] if loc[0] == "w" else loc[2]
+                owner = _holder(loc)
+                if loc[0] == "w" or (owner is not None and (owner == w.id or loc[1] != w.spec.host)):
                     if owner == w.id:
                         continue
                     # in another worker's memory: have it published (a segment when another host reads it)
@@ -719,14 +725,14 @@ class Controller(threading.Thread):
             if a is not None:
                 self._send(a.ident, ("unlink", [loc[2]]))
         if loc[0] != "i":
+            owner = _holder(loc)
             for wid, sent in job.sent.items():
-                if ds in sent or (loc[0] == "w" and loc[1] == wid) or (loc[0] == "v" and loc[2] == wid):
+                if ds in sent or owner == wid:
                     sent.discard(ds)
                     w = self.workers.get(wid)
                     if w is not None and w.alive:
                         w.ctl.append(("purge", job.id, [ds]))
-            if loc[0] == "w" or loc[0] == "v":
-                owner = loc[1] if loc[0] == "w" else loc[2]
+            if owner is not None:
                 w = self.workers.get(owner)
                 if w is not None and w.alive and owner not in job.sent:
                     w.ctl.append(("purge", job.id, [ds]))
@@ -745,7 +751,7 @@ class Controller(threading.Thread):
                 self._reset_done(job, p, set())
                 self._recompute(job, p)
             return
-        owner = loc[1] if loc[0] == "w" else loc[2] if loc[0] == "v" else None
+        owner = _holder(loc)
         waiting.pop(owner, None)
         ask = 0
         for wid, need_shm in list(waiting.items()):
@@ -860,8 +866,7 @@ class Controller(threading.Thread):
 
     # -- failure recovery -----------------------------------------------------------------------------
     def _recover(self, job: Job, wid: str) -> None:
-        lost = [ds for ds, loc in job.location.items()
-                if (loc[0] == "w" and loc[1] == wid) or (loc[0] == "v" and loc[2] == wid)]  # fmt: skip
+        lost = [ds for ds, loc in job.location.items() if _holder(loc) == wid]
         for ds in lost:
             del job.location[ds]
             job.pub_requested.discard(ds)
