@@ -69,12 +69,8 @@ def locate_script(node_path: str, lookup: Lookup) -> Path:
         root = lookup(var)
         if not root:
             continue
-        micro = lookup("ECF_MICRO") or "%"
-        if var == "ECF_FILES" and micro in root and not os.path.isdir(root):
-            try:  # as ecFlow, a directory that does not exist is tried again with its variables replaced
-                root = substitute(root, lookup, micro, ("ECF_FILES", 0))
-            except PreprocessError:
-                pass
+        if var == "ECF_FILES" and not os.path.isdir(root):
+            root = _node_vars(root, lookup)  # as ecFlow: tried again with its variables replaced
         order = candidates
         if var == "ECF_FILES" and (lookup("ECF_FILES_LOOKUP") or "") == "prune_leaf":
             order = ["/".join(parts[: len(parts) - i]) for i in range(len(parts))]
@@ -149,18 +145,24 @@ def _substitute_nested(value: str, lookup: Lookup, micro: str, where: tuple[str,
 _DOLLAR_VAR = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 
 
-def _include_dir(d: str, st: _State, file: str, lineno: int) -> str:
+def _include_dir(d: str, st: _State) -> str:
     """One ECF_INCLUDE directory with its variables replaced, as ecFlow does: ``$VAR``/``${VAR}`` once, then
     ``%VAR%`` (``edit ECF_INCLUDE $ECF_HOME/include`` or ``%ECF_HOME%/include``); an unknown one is left."""
     if "$" in d:
         d = _DOLLAR_VAR.sub(lambda m: st.lookup(m.group(1) or m.group(2)) or m.group(0), d)
-    micro = st.lookup("ECF_MICRO") or "%"  # the node's, not a %ecfmicro of the script being read
-    if micro in d:
-        try:
-            d = substitute(d, st.lookup, micro, (file, lineno))
-        except PreprocessError:
-            pass
-    return d
+    return _node_vars(d, st.lookup)
+
+
+def _node_vars(value: str, lookup: Lookup) -> str:
+    """``%VAR%`` in a path variable replaced with the node's ECF_MICRO (not a script's %ecfmicro); left as it
+    is when a variable is unknown, as ecFlow's variableSubstitution does."""
+    micro = lookup("ECF_MICRO") or "%"
+    if micro not in value:
+        return value
+    try:
+        return substitute(value, lookup, micro, (value, 0))
+    except PreprocessError:
+        return value
 
 
 def _resolve_include(arg: str, st: _State, file: str, lineno: int) -> Path:
@@ -175,7 +177,7 @@ def _resolve_include(arg: str, st: _State, file: str, lineno: int) -> Path:
         name = arg[1:-1]
         for d in (st.lookup("ECF_INCLUDE") or "").split(":"):
             if d:
-                cands.append(os.path.join(_include_dir(d, st, file, lineno), name))
+                cands.append(os.path.join(_include_dir(d, st), name))
         cands.append(os.path.join(home, name))
     elif arg.startswith('"') and arg.endswith('"'):
         name = arg[1:-1]

@@ -438,6 +438,7 @@ def test_text_in_pieces_parses_as_the_whole_text(monkeypatch) -> None:
         pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
         assert P.parse_text(iter(pieces)) == whole
     assert P.parse_text(iter([text[:3], "", text[3:]])) == whole
+    assert P.parse_text(iter(["", "\ufeff" + text[:5], text[5:]])) == whole  # a byte order mark is dropped
     assert P.parse_text(iter([])) == P.parse_text("")
     bad = text.replace("    task e\n", "    task e\n      meter m 0\n", 3)
     with pytest.raises(DefsSyntaxError) as e1:
