@@ -437,3 +437,27 @@ endsuite
     assert d.try_no == 0 and not d.flags  # never tried, no 'no script' flag although it has none
     assert "dummy task" in c.why("/v/dummies/d")
     c.close()
+
+
+def test_ecf_http_sh_queue_prints_the_step(srv):
+    """`ecf_child queue ... action=active` prints the step the server hands out, as ecflow_client does."""
+    import os
+
+    home = srv.home
+    (home / "q").mkdir()
+    (home / "q" / "t.ecf").write_text("echo %TASK%\n")
+    c = Client(f"127.0.0.1:{srv.port}")
+    c.load(Defs.from_string(f"suite q\n  edit ECF_HOME '{home}'\n  edit ECF_JOB_CMD true\n  task t\n"
+                            "    queue work a b c\nendsuite\n", "q.def"))
+    c.begin_suite("q")
+    assert wait_for(lambda: c.query("state", "/q/t") == "submitted")
+    t = srv.engine.defs.find_abs_node("/q/t")
+    shim = srv.home / ".ecflow_lab" / "bin"
+    env = dict(os.environ, PATH=f"{shim}:{os.environ['PATH']}", ECF_HOST="127.0.0.1",
+               ECF_HTTP_PORT=str(srv.http_port), ECF_NAME="/q/t", ECF_PASS=t.password, ECF_TRYNO="1")
+    r = subprocess.run(["bash", "-c", ". ecf_http.sh\necf_child init rid=$$ && ecf_child queue name=work action=active "
+                        "&& ecf_child queue name=work action=active"], env=env, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["a", "b"]
+    c.close()
