@@ -622,3 +622,85 @@ def test_in_slices_covers_the_range_once_and_raises_a_slice_error(n, k, align):
     if n > 1 and k > 1:
         with pytest.raises(ZeroDivisionError):
             wire.in_slices(n, k, lambda a, b: 1 / 0 if a else None, align=align)
+
+
+def _process_facts(path: str = "") -> dict:
+    if path:  # an exit handler registered by a task runs when the worker ends, as in any interpreter
+        import atexit
+
+        atexit.register(lambda: open(path, "w").write("ran"))
+    with open("/proc/self/cmdline", "rb") as f:
+        cmd = f.read()
+    return {"ppid": os.getppid(), "stdin": os.path.realpath("/proc/self/fd/0"), "cmd": cmd,
+            "omp": os.environ.get("OMP_NUM_THREADS"), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}  # fmt: skip
+
+
+def test_first_workers_are_forked_from_the_agent_and_replacements_start_afresh(tmp_path):
+    with LocalCluster(workers=2, gpus=["7"]) as cl:
+        agent = cl.agents[0].pid
+        g = Graph()
+        hs = {w["id"]: g.add_task(_process_facts, str(tmp_path / w["id"].replace("/", "_")),
+                                  requirements=Requirements(worker=w["id"])) for w in cl.workers}  # fmt: skip
+        res = cl.run(g)
+        facts = {wid: res[h] for wid, h in hs.items()}
+        assert sorted(f["cuda"] for f in facts.values()) == ["", "7"]
+        for f in facts.values():
+            assert f["ppid"] == agent and f["stdin"] == os.devnull and f["omp"] == "1"
+            assert b"executor.agent" in f["cmd"]  # a fork of the agent: no interpreter start, no imports
+        victim = sorted(facts)[0]
+        cl.kill_worker(victim)
+        deadline = time.monotonic() + 20
+        while victim in {w["id"] for w in cl.workers} or len(cl.workers) < 2:
+            assert time.monotonic() < deadline, "no replacement worker"
+            time.sleep(0.05)
+        new = next(w["id"] for w in cl.workers if w["id"] not in facts)
+        g2 = Graph()
+        h = g2.add_task(_process_facts, requirements=Requirements(worker=new))
+        f = cl.run(g2)[h]
+        assert f["ppid"] == agent and b"executor.worker" in f["cmd"]  # the agent has threads now: a new process
+    survivor = next(wid for wid in facts if wid != victim)
+    assert (tmp_path / survivor.replace("/", "_")).read_text() == "ran"
+
+
+def _note_load(path: str) -> _LoadNoted:
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()} {time.time()}\n")
+    return _LoadNoted(path)
+
+
+class _LoadNoted:
+    """A task function that notes which process unpickled it, and when."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (_note_load, (self.path,))
+
+    def __call__(self, *xs: int) -> int:
+        return len(xs)
+
+
+def _sleep_then(x: int) -> int:
+    time.sleep(0.8)
+    return x
+
+
+def test_workers_load_the_functions_they_may_run_when_the_graph_starts(tmp_path):
+    with LocalCluster(workers=3, gpus=["5"]) as cl:
+        gpu = next(w for w in cl.workers if w["gpu"])
+        cpu = sorted(w["id"] for w in cl.workers if not w["gpu"])
+        g = Graph()
+        slow = g.add_task(_sleep_then, 1, requirements=Requirements(worker=cpu[0]))
+        late = g.add_task(_LoadNoted(str(tmp_path / "late")), slow, requirements=Requirements(worker=cpu[1]))
+        on_gpu = g.add_task(mark.needs_gpu(_LoadNoted(str(tmp_path / "gpu"))), 1, 2)
+        res = cl.run(g)
+        assert res[late] == 1 and res[on_gpu] == 2
+        slow_end = next(e["t"] for e in res.trace.events if e["kind"] == "finished" and e["task"] == slow.task)
+        pids = {w["id"]: w["pid"] for w in cl.workers}
+    loads = [line.split() for line in (tmp_path / "late").read_text().splitlines()]
+    # cpu[1] loaded its function while cpu[0] was still busy (not when its task became ready) ...
+    assert int(loads[0][0]) in (pids[cpu[0]], pids[cpu[1]]) and float(loads[0][1]) < slow_end
+    assert len({pid for pid, _ in loads}) == len(loads)  # ... and each worker loads it once
+    # a GPU task's function goes to the GPU worker only (it may import CUDA libraries)
+    assert {int(line.split()[0]) for line in (tmp_path / "gpu").read_text().splitlines()} == {gpu["pid"]}

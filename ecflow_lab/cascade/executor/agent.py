@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from urllib.parse import urlparse
 
@@ -22,6 +23,83 @@ import zmq
 from . import wire
 
 HEARTBEAT_S = 1.0
+# Fork the first workers from the agent (which has imported what they need and has no thread yet) instead
+# of starting a new interpreter for each: a cluster starts in about half the time. "0" turns it off.
+FORK = os.environ.get("ECFLOW_LAB_CASCADE_FORK", "1") != "0"
+
+
+class _Forked:
+    """A worker forked from the agent, with the part of ``subprocess.Popen`` the agent uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: gone, exit status unknown
+                self.returncode = -1
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"worker pid {self.pid}", timeout or 0)
+            time.sleep(0.005)
+        return self.returncode  # type: ignore[return-value]
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:  # never signal a pid that was reaped (and may be reused)
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def _fork_worker(argv: list[str], env: dict[str, str]) -> _Forked:
+    """Fork a worker running ``worker.main(argv)``; the child never returns into the agent's code."""
+    from . import worker  # imported here, before the fork, so that the child has it already
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return _Forked(pid)
+    code = 1
+    try:
+        import atexit
+
+        atexit._clear()  # the agent's exit handlers are not the worker's
+        os.environ.clear()
+        os.environ.update(env)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        code = worker.main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - reported, then the child ends like a failed interpreter
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            import atexit
+
+            atexit._run_exitfuncs()  # what an interpreter would run at exit (task libraries' handlers)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
 
 
 def _local_ip_towards(controller: str) -> str:
@@ -59,11 +137,40 @@ class Agent:
         self.parent = os.getppid()
         self.cluster_tag = wire.mac(key, [b"prefix"]).hex()[:8]
         self.shm_prefix = f"ecl-{self.cluster_tag}-{os.getpid()}"
+        self.procs: dict[str, tuple[subprocess.Popen | _Forked, str]] = {}
+        self.next_index = 0
+        # forking is only safe while this process has no other thread (ZeroMQ starts its own below)
+        forked = FORK and hasattr(os, "fork") and threading.active_count() == 1
+        if forked:
+            from .worker import _preload
+
+            # the modules workers preload (numpy, ...) are imported once here and shared by every fork, with
+            # the thread count the workers are given (numerical libraries read it when they load)
+            os.environ.setdefault("OMP_NUM_THREADS", str(cpus))
+            _preload()
+            for i in range(workers):
+                self.spawn(gpus[i] if i < len(gpus) else "", fork=True)
+        try:
+            self._connect(advertise)
+        except BaseException:
+            for proc, _ in self.procs.values():
+                proc.kill()
+                proc.wait()
+            raise
+        self.running = True
+        self.hello()  # the controller learns whom to tell to stop (it waits a little for a late hello)
+        if not forked:
+            for i in range(workers):
+                self.spawn(gpus[i] if i < len(gpus) else "")
+
+    def _connect(self, advertise: str | None) -> None:
+        """The controller link and the data port other hosts fetch this host's datasets from."""
+        controller = self.controller
         self.ctx = zmq.Context()
         self.ssl = wire.curve_setting()   # ECF_SSL: Curve on the controller link and the data port
         self._curve = wire.curve_server(self.ctx, self.ssl)
         self.ctl = wire.secure_client(self.ctx.socket(zmq.DEALER), self.ssl)
-        self.ctl.setsockopt(zmq.IDENTITY, f"agent:{host}".encode())
+        self.ctl.setsockopt(zmq.IDENTITY, f"agent:{self.host}".encode())
         self.ctl.setsockopt(zmq.LINGER, 1000)
         if self.ssl:
             # a refused key leaves no connection to send on (a send would block for ever): say so and stop
@@ -86,27 +193,27 @@ class Agent:
         ip = advertise or _local_ip_towards(controller)
         port = self.data.bind_to_random_port(f"tcp://{ip if advertise is None else '*'}")
         self.data_addr = f"tcp://{ip}:{port}"
-        self.procs: dict[str, tuple[subprocess.Popen, str]] = {}
-        self.next_index = 0
-        self.running = True
-        self.hello()  # before any worker can say hello: the controller knows whom to tell to stop
-        for i in range(workers):
-            self.spawn(gpus[i] if i < len(gpus) else "")
 
-    def spawn(self, gpu: str) -> str:
+    def spawn(self, gpu: str, fork: bool = False) -> str:
+        """Start worker ``host/wN``: forked from this agent while it has no thread (its first workers),
+        else a new interpreter (replacements, or ``ECFLOW_LAB_CASCADE_FORK=0``)."""
         wid = f"{self.host}/w{self.next_index}"
         self.next_index += 1
         env = dict(os.environ)
         env[wire.SECRET_ENV] = self.key.hex()
         env["CUDA_VISIBLE_DEVICES"] = gpu
         env.setdefault("OMP_NUM_THREADS", str(self.cpus))
-        cmd = [
-            sys.executable, "-m", "ecflow_lab.cascade.executor.worker",
+        args = [
             "--controller", self.controller, "--id", wid, "--host", self.host,
             "--cpus", str(self.cpus), "--memory-mb", str(self.memory_mb),
             "--gpu", gpu, "--shm-prefix", self.shm_prefix,
         ]  # fmt: skip
-        self.procs[wid] = (subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL), gpu)
+        if fork:
+            proc: subprocess.Popen | _Forked = _fork_worker(args, env)
+        else:
+            cmd = [sys.executable, "-m", "ecflow_lab.cascade.executor.worker", *args]
+            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+        self.procs[wid] = (proc, gpu)
         return wid
 
     def send(self, msg: tuple) -> None:

@@ -39,6 +39,9 @@ MAX_KILLS = 3  # a task on a worker that dies this many times fails the run (lik
 # copying it out (("v", ...) descriptors); more readers share one shared-memory segment instead.
 VM_MAX_READERS = 2
 PUB_ANY, PUB_SHM = 1, 2  # publish modes sent with each task's outputs (0: keep in the worker)
+# When a graph starts, each worker is sent the functions it may run (when they pickle to at most this in
+# all) so that it loads them, importing their modules, while it waits for its first ready task.
+FUNCS_AHEAD_MAX = 1 << 20
 
 
 def _holder(loc: tuple) -> str | None:
@@ -493,6 +496,19 @@ class Controller(threading.Thread):
             job.emit(self._ev("worker_joined", None, "", w.id, t=w.joined, pid=w.pid, host=w.spec.host, gpu=w.spec.gpu))
         if job.n == 0:
             self._finish(job)
+        else:
+            self._funcs_ahead(job)
+
+    def _funcs_ahead(self, job: Job) -> None:
+        """Send each worker the functions of the tasks it could run (not a GPU task's to a CPU worker)."""
+        if sum(map(len, job.blobs.values())) > FUNCS_AHEAD_MAX:
+            return
+        uses = set(zip(job.fids, (t.requirements for t in job.c.tasks)))
+        for w in self.alive_workers():
+            funcs = {fid: job.blobs[fid] for fid, req in uses if fid not in w.funcs_sent and w.spec.fits(req)}
+            if funcs:
+                w.funcs_sent.update(funcs)
+                w.ctl.append(("funcs", funcs))
 
     def _schedule(self, job: Job) -> None:
         alive = [w for w in self.workers.values() if w.alive]

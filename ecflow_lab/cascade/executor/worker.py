@@ -15,6 +15,7 @@ import glob
 import mmap
 import os
 import pickle
+import signal
 import sys
 import threading
 import time
@@ -94,21 +95,26 @@ class Worker:
                 self.send(("done", job, items))
         self.outbox = {}
 
+    def load_funcs(self, funcs: dict[str, bytes]) -> None:
+        for fid, blob in funcs.items():
+            if fid not in self.funcs:
+                try:
+                    self.funcs[fid] = _loads_func(blob)
+                except Exception as exc:  # noqa: BLE001 - reported when a task uses it
+                    self.funcs[fid] = _Unloadable(exc)
+
     def handle(self, msg: tuple) -> None:
         kind = msg[0]
         if kind == "run":
             _, job, funcs, data, tasks = msg
             if job in self.cancelled:
                 return
-            for fid, blob in funcs.items():
-                if fid not in self.funcs:
-                    try:
-                        self.funcs[fid] = _loads_func(blob)
-                    except Exception as exc:  # noqa: BLE001 - reported when a task uses it
-                        self.funcs[fid] = _Unloadable(exc)
+            self.load_funcs(funcs)
             self.data.setdefault(job, {}).update(data)
             self.store.setdefault(job, {})
             self.queue.extend((job, *t) for t in tasks)
+        elif kind == "funcs":  # sent ahead, when a graph starts
+            self.load_funcs(msg[1])
         elif kind == "publish":
             _, job, dss, mode = msg
             store = self.store.get(job, {})
@@ -546,6 +552,10 @@ def _loads_func(blob: bytes) -> Any:
     return pickle.loads(blob)
 
 
+def _exit_on_term(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ecflow-lab cascade worker")
     p.add_argument("--controller", required=True)
@@ -559,6 +569,9 @@ def main(argv: list[str] | None = None) -> int:
     key = wire.secret_from_env()
     resources = {"cpus": a.cpus, "memory_mb": a.memory_mb, "gpu": a.gpu != "", "gpu_id": a.gpu}
     w = Worker(a.controller, a.id, a.host, key, resources, a.shm_prefix)
+    # the agent stops its workers with SIGTERM: end like an interpreter asked to exit (sockets closed, the
+    # exit handlers that task libraries registered run), not killed on the spot
+    signal.signal(signal.SIGTERM, _exit_on_term)
     try:
         w.loop()
     except KeyboardInterrupt:
