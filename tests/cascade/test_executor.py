@@ -480,8 +480,9 @@ def _big_handoff(cl, n: int = 4_000_000, v: float = 3.0, on_event=None):
 
 def test_first_large_handoff_is_copied_straight_from_the_writers_memory():
     """With no allocated segment at hand (a new cluster), the reader copies the value out of the writer's
-    memory (process_vm_readv): one copy instead of two, and no shared-memory file at all. A writer whose
-    large outputs recur gets a segment ready, and later hand-offs go through it."""
+    memory (process_vm_readv): one copy instead of two, and no shared-memory file at all (not even the
+    writer's spare segment, which is only made once nobody reads from its memory). Later large outputs go
+    through the segment the writer readies meanwhile."""
     if not _vm_capable():
         pytest.skip("process_vm_readv is refused on this machine")
     with LocalCluster(workers=2) as cluster:
@@ -490,18 +491,41 @@ def test_first_large_handoff_is_copied_straight_from_the_writers_memory():
 
         def on_event(ev):  # while the consumer runs, its input is not in /dev/shm
             if ev["kind"] == "transfer_end":
-                seen.extend(f for f in os.listdir("/dev/shm") if f.startswith(tag) and "-spare-" not in f)
+                seen.extend(f for f in os.listdir("/dev/shm") if f.startswith(tag))
 
         res, vias = _big_handoff(cluster, v=11.0, on_event=on_event)
         assert vias == ["vm-read"], vias
         span = next(s for s in res.trace.spans() if s["phase"] == "transfer")
         assert span["bytes"] >= 32_000_000 and span["worker"] == cluster.workers[1]["id"]  # the reader copies
         assert not seen
+        time.sleep(0.3)
         later = []
-        for v in range(4):
+        for v in range(3):
             later += _big_handoff(cluster, v=float(v))[1]
             time.sleep(0.3)
-        assert later[0] == "vm-read" and any(v.startswith("shm-") for v in later[1:]), later
+        assert later == ["shm-preallocated", "shm-reused", "shm-reused"], later
+
+
+def test_an_unused_spare_segment_is_given_back(monkeypatch):
+    if not _vm_capable():
+        pytest.skip("process_vm_readv is refused on this machine")
+    monkeypatch.setenv("ECFLOW_LAB_CASCADE_SHM_SPARE_IDLE_S", "1.5")  # the agent and its workers inherit it
+    with LocalCluster(workers=2) as cluster:
+        tag = "ecl-" + wire.mac(cluster.secret, [b"prefix"]).hex()[:8]
+
+        def spares() -> list[str]:
+            return [f for f in os.listdir("/dev/shm") if f.startswith(tag) and "-spare-" in f]
+
+        _big_handoff(cluster)
+        deadline = time.monotonic() + 1.2
+        while not spares():
+            assert time.monotonic() < deadline, "no spare segment was readied after a large output"
+            time.sleep(0.02)
+        deadline = time.monotonic() + 5
+        while spares():
+            assert time.monotonic() < deadline, "the unused spare segment was kept"
+            time.sleep(0.05)
+        assert _big_handoff(cluster)[1] == ["vm-read"]  # and the next large output starts over
 
 
 def test_refused_memory_reads_fall_back_to_a_segment(monkeypatch):

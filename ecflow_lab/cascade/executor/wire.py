@@ -386,6 +386,43 @@ def vm_setup(agent_pid: int) -> bool:
     return True
 
 
+_MADV_POPULATE_WRITE = 23  # Linux 5.14+
+POPULATE_CHUNK = 32 << 20
+
+
+@functools.cache
+def _madvise() -> Any:
+    import ctypes
+
+    try:
+        f = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    f.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return f
+
+
+def populate(mm: mmap.mmap) -> bool:
+    """Fault in every page of a writable shared mapping before a copy into it, a chunk at a time, with the
+    GIL free (ctypes). One populate of a whole large mapping (``MAP_POPULATE``) holds the process's
+    memory-map lock throughout: the worker's main thread could not even allocate meanwhile (measured: a
+    0.7 s stall for 1 GiB). False where the kernel cannot (the copy then faults the pages in itself)."""
+    import ctypes
+
+    madvise = _madvise()
+    n = len(mm)
+    if madvise is None or not n:
+        return False
+    with memoryview(mm) as mv:
+        base = buffer_address(mv)
+    for off in range(0, n, POPULATE_CHUNK):
+        if madvise(base + off, min(POPULATE_CHUNK, n - off), _MADV_POPULATE_WRITE) != 0:
+            if ctypes.get_errno() == errno.EINVAL:
+                return False
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return True
+
+
 def buffer_address(buf: memoryview) -> int:
     """The address of a contiguous buffer's first byte (read-only buffers too)."""
     import numpy as np

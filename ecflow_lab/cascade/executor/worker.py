@@ -30,11 +30,13 @@ from . import wire
 
 FLUSH_EVERY = 64  # results per message at most while busy
 FLUSH_AFTER_S = 0.005
-# After publishing a large dataset, an idle worker pre-allocates a fresh shared-memory segment of that size
-# (tmpfs page allocation + zeroing costs as much as the copy itself) so the next publish of a similar
-# dataset only copies. Segments are never reused once handed out. 0 disables it.
+# After a large output, an idle worker readies a shared-memory segment of that size (the "spare": pages
+# allocated and mapped, since faulting in fresh pages costs as much as the copy itself), so that its next
+# large output only copies; a freed segment it wrote becomes the spare again. Up to SPARE_MAX bytes (0: no
+# spare); a spare no large output has needed for SPARE_IDLE_S seconds is given back.
 RECYCLE_WAIT_S = 2.0  # how long a freed segment may stay mapped by a reader before it is given up
 SPARE_MAX = int(os.environ.get("ECFLOW_LAB_CASCADE_SHM_SPARE_MB", "4096")) << 20
+SPARE_IDLE_S = float(os.environ.get("ECFLOW_LAB_CASCADE_SHM_SPARE_IDLE_S", "30"))
 
 
 class _Missing(Exception):
@@ -78,7 +80,7 @@ class Worker:
         # memory, so their buffers stay referenced here until the dataset is purged or its job ends
         self.vm_ok = wire.vm_setup(self.parent)
         self.vm_live: dict[int, dict] = {}
-        self.n_large = 0
+        self.large_at = 0.0  # when this worker last published a large value
         self.xin: list | None = None  # input reads of the task being prepared: (ds, start, end, bytes)
         self.durations: dict[str, float] = {}  # function id -> smoothed run time (decides when to flush)
 
@@ -172,16 +174,19 @@ class Worker:
             serialized = main, bufs = wire.serialize(value)
             size = wire.nbytes(main, bufs)
             if size >= wire.VM_MIN and len(main) <= wire.INLINE_MAX and not self._spare_ready(size):
-                # no allocated segment to copy into: readers copy from here instead (one copy, not two)
-                self.n_large += 1
-                if self.n_large > 1 and size <= SPARE_MAX:  # large outputs recur: have a segment ready
+                # no allocated segment to copy into: readers copy from here instead (one copy, not two);
+                # a segment is readied for the next one (ensembles, time steps, a notebook cell run again)
+                self.large_at = time.monotonic()
+                if size <= SPARE_MAX:
                     self.want_spare = max(self.want_spare, size + 4096)
                 self.vm_live.setdefault(job, {})[ds] = bufs
                 return wire.vm_descriptor(main, bufs, self.host, self.wid, size)
         name = f"{self.shm_prefix}-{job}-{ds[0]}-{ds[1]}-{os.getpid()}"
         desc = wire.publish(value, name, self.host, self._take_spare, self._keep_mapping, serialized)
-        if desc[0] == "s" and desc[5] <= SPARE_MAX:
-            self.want_spare = max(self.want_spare, desc[5] + 4096)
+        if desc[0] == "s" and desc[5] >= wire.RECYCLE_MIN:
+            self.large_at = time.monotonic()
+            if desc[5] <= SPARE_MAX:
+                self.want_spare = max(self.want_spare, desc[5] + 4096)
         return desc
 
     def _keep_mapping(self, path: str, mm: mmap.mmap) -> None:
@@ -265,6 +270,21 @@ class Worker:
             self.spare_hit = sp[3]
             return sp[0], sp[2]
 
+    def tend_spare(self) -> None:
+        """Idle time: give back a spare unused for SPARE_IDLE_S; else ready one if a large output may come
+        and none of ours is being read from this worker's memory (the two would compete for the same
+        cores and page allocator, and that read is on the graph's critical path)."""
+        if self.want_spare and time.monotonic() - self.large_at > SPARE_IDLE_S:
+            busy = self.spare_thread is not None and self.spare_thread.is_alive()
+            if not busy:
+                with self.spare_lock:
+                    self._drop_spare()
+                self.want_spare = 0
+            return
+        if (self.want_spare and not self.published and (self.spare is None or self.spare[1] < self.want_spare)
+                and not any(self.vm_live.values())):
+            self.make_spare()
+
     def make_spare(self) -> None:
         """Idle time: pre-allocate a segment for the next large publish, in a thread (fallocate releases
         the GIL) so the worker keeps answering."""
@@ -282,12 +302,13 @@ class Worker:
         self.spare_thread.start()
 
     def _allocate(self, path: str, size: int) -> None:
-        """Allocate the segment's pages and map them populated (MAP_POPULATE): the copy of the next large
-        output then touches no fresh page and runs at memory bandwidth."""
+        """Allocate the segment's pages and map them populated: the copy of the next large output then
+        touches no fresh page and runs at memory bandwidth."""
         fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o600)
         try:
             os.posix_fallocate(fd, 0, size)
-            mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
+            mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
+            wire.populate(mm)
             with self.spare_lock:
                 self.spare = (path, size, mm, "preallocated")
         except OSError:  # no room in /dev/shm: stop trying
@@ -471,8 +492,7 @@ class Worker:
                 self.flush()
                 self.release_mappings()
                 self.reclaim()
-                if self.want_spare and not self.published and (self.spare is None or self.spare[1] < self.want_spare):
-                    self.make_spare()
+                self.tend_spare()
                 self.drain(1000)
                 now = time.monotonic()
                 if now - last_parent_check > 1.0:
