@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
         cold_handoff = handoff_of(cluster.run(hg))  # warm-up like every graph: first ever hand-off of this size
         handoffs = []
+        vias: list[str] = []
         produce_s: list[float] = []
         walls = []
         for _ in range(a.repeat):
@@ -275,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             res = cluster.run(hg)
             walls.append(time.perf_counter() - t1)
             handoffs.append(handoff_of(res))
+            vias.append(next(e["via"] for e in res.trace.events if e["kind"] == "transfer_end"))
             produce_s.append(next(s["end"] - s["start"] for s in res.trace.spans()
                                   if s["name"] == "produce" and s["phase"] == "compute"))  # fmt: skip
             spans = {s["name"]: s["worker"] for s in res.trace.spans() if s["phase"] == "compute"}
@@ -369,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"hand-off {handoff_bytes / 2**30:.2f} GiB between workers: {handoff * 1e3:.0f} ms = {bw / 1e9:.2f} GB/s; "
           f"memcpy to a fresh buffer {fresh / 1e9:.2f} GB/s (to a warm one {warm / 1e9:.2f} GB/s) "
           f"-> {bw / fresh * 100:.0f}% of memcpy ({bw / warm * 100:.0f}% of warm memcpy)")  # fmt: skip
+    print("  each run: " + ", ".join(f"{h * 1e3:.0f} ms via {v}" for h, v in zip(handoffs, vias)))
     print(f"1 GB graph wall (ours, median {statistics.median(walls):.2f}s) = producing the array in the worker "
           f"(np.ones: {statistics.median(produce_s):.2f}s, page faults; the same work on Dask and ekw) + hand-off + rest")
     print(f"first hand-off of that size (no pre-allocated segment yet): {cold_handoff * 1e3:.0f} ms = "

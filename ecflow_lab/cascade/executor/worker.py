@@ -137,6 +137,7 @@ class Worker:
                 store.pop(ds, None)
                 data.pop(ds, None)
                 live.pop(ds, None)
+            self.tend_spare()  # nobody may read our memory any more: a spare can be made now, busy or not
         elif kind == "data":  # a new descriptor for an input whose first one could not be read
             self.data.setdefault(msg[1], {}).update(msg[2])
         elif kind == "end" or kind == "cancel":
@@ -148,6 +149,7 @@ class Worker:
             self.vm_live.pop(job, None)
             self.outbox.pop(job, None)
             self.queue = deque(t for t in self.queue if t[0] != job)
+            self.tend_spare()
         elif kind == "who":
             self.hello()
         elif kind == "stop":
