@@ -728,3 +728,26 @@ def test_workers_load_the_functions_they_may_run_when_the_graph_starts(tmp_path)
     assert len({pid for pid, _ in loads}) == len(loads)  # ... and each worker loads it once
     # a GPU task's function goes to the GPU worker only (it may import CUDA libraries)
     assert {int(line.split()[0]) for line in (tmp_path / "gpu").read_text().splitlines()} == {gpu["pid"]}
+
+
+def test_memory_read_into_fresh_pages_with_or_without_kernel_populate(monkeypatch):
+    """Large reads land in a mapping of the reader's own, faulted in ahead of each chunk where the kernel
+    can (MADV_POPULATE_WRITE), by the copy itself where it cannot; the spare segment's populate says
+    which happened."""
+    if not _vm_capable():
+        pytest.skip("process_vm_readv is refused on this machine")
+    import mmap
+
+    arr = np.arange(1_500_000, dtype=np.float64)  # 12 MB: above FRESH_MIN
+    assert arr.nbytes >= wire.FRESH_MIN
+    main, bufs = wire.serialize(arr)
+    desc = wire.vm_descriptor(main, bufs, "h", "w", arr.nbytes)
+    for advice, populated in ((wire._MADV_POPULATE_WRITE, True), (0x7FFF, False)):  # 0x7FFF: EINVAL
+        monkeypatch.setattr(wire, "_MADV_POPULATE_WRITE", advice)
+        out = wire.vm_read(desc)
+        assert np.array_equal(out, arr) and out.flags.writeable
+        out[0] = -1.0
+        assert arr[0] == 0.0  # a copy, not a view of the writer's memory
+        seg = mmap.mmap(-1, 8 << 20)
+        assert wire.populate(seg) is populated
+        seg.close()
