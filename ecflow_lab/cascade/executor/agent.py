@@ -387,4 +387,9 @@ def detect_gpus() -> list[str]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # everything the agent holds is released by now; skipping the interpreter's teardown of the modules
+    # it loaded (numpy among them) takes 50 ms off every LocalCluster close
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

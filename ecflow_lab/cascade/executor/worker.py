@@ -310,7 +310,7 @@ class Worker:
         try:
             os.posix_fallocate(fd, 0, size)
             mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
-            wire.populate(mm)
+            wire.populate(mm, stop=lambda: not self.running)  # a worker told to stop does not wait for it
             with self.spare_lock:
                 self.spare = (path, size, mm, "preallocated")
         except OSError:  # no room in /dev/shm: stop trying
@@ -534,6 +534,7 @@ class Worker:
         return None
 
     def close(self) -> None:
+        self.running = False  # also stops a spare segment's population (between chunks)
         if self.spare_thread is not None:
             self.spare_thread.join()
         self._drop_spare()
