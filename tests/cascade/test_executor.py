@@ -751,3 +751,21 @@ def test_memory_read_into_fresh_pages_with_or_without_kernel_populate(monkeypatc
         seg = mmap.mmap(-1, 8 << 20)
         assert wire.populate(seg) is populated
         seg.close()
+
+
+def test_workers_start_afresh_when_a_preloaded_library_runs_threads(monkeypatch):
+    """Forking a process with native threads (OpenBLAS started with OMP_NUM_THREADS=2) risks deadlocks:
+    the agent then starts its workers as new interpreters."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    probe = "import numpy; from ecflow_lab.cascade.executor.agent import _os_threads; print(_os_threads())"
+    if subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "1":
+        pytest.skip("this numpy's BLAS starts no thread of its own")
+    with LocalCluster(workers=2) as cl:
+        g = Graph()
+        hs = [g.add_task(_process_facts, requirements=Requirements(worker=w["id"])) for w in cl.workers]
+        res = cl.run(g)
+    for h in hs:
+        assert b"executor.worker" in res[h]["cmd"] and res[h]["omp"] == "2"

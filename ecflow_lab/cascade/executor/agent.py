@@ -65,6 +65,15 @@ class _Forked:
         self.send_signal(signal.SIGKILL)
 
 
+def _os_threads() -> int:
+    """This process's threads as the kernel counts them (native ones too); 0 when unknown."""
+    try:
+        with open("/proc/self/status") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("Threads:")), 0)
+    except OSError:
+        return 0
+
+
 def _fork_worker(argv: list[str], env: dict[str, str]) -> _Forked:
     """Fork a worker running ``worker.main(argv)``; the child never returns into the agent's code."""
     from . import worker  # imported here, before the fork, so that the child has it already
@@ -140,7 +149,7 @@ class Agent:
         self.procs: dict[str, tuple[subprocess.Popen | _Forked, str]] = {}
         self.next_index = 0
         # forking is only safe while this process has no other thread (ZeroMQ starts its own below)
-        forked = FORK and hasattr(os, "fork") and threading.active_count() == 1
+        forked = FORK and sys.platform.startswith("linux") and threading.active_count() == 1
         if forked:
             from .worker import _preload
 
@@ -148,8 +157,9 @@ class Agent:
             # the thread count the workers are given (numerical libraries read it when they load)
             os.environ.setdefault("OMP_NUM_THREADS", str(cpus))
             _preload()
-            for i in range(workers):
-                self.spawn(gpus[i] if i < len(gpus) else "", fork=True)
+            forked = _os_threads() == 1  # a preloaded library may have started threads of its own
+        for i in range(workers if forked else 0):
+            self.spawn(gpus[i] if i < len(gpus) else "", fork=True)
         try:
             self._connect(advertise)
         except BaseException:
