@@ -760,6 +760,7 @@ def test_workers_start_afresh_when_a_preloaded_library_runs_threads(monkeypatch)
     import sys
 
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # a Dask nanny run earlier in this process set it to 1
     probe = "import numpy; from ecflow_lab.cascade.executor.agent import _os_threads; print(_os_threads())"
     if subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "1":
         pytest.skip("this numpy's BLAS starts no thread of its own")
