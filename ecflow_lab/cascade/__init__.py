@@ -11,30 +11,17 @@ Names are imported lazily so worker processes start fast.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
 _EXPORTS = {
-    "Graph": "graph", "Handle": "graph", "Requirements": "graph", "GraphError": "graph", "mark": "graph",
-    "Action": "fluent", "from_source": "fluent", "merge": "fluent", "Node": "fluent",
-    "LocalCluster": "executor", "Cluster": "executor", "RunResult": "executor", "TaskFailed": "executor",
-    "RemoteTraceback": "executor",
-    "Trace": "trace",
-    "DaskBackend": "dask", "run_on_dask": "dask",
-    "WorkerSpec": "schedule", "plan": "schedule",
+    "Graph": ".graph", "Handle": ".graph", "Requirements": ".graph", "GraphError": ".graph", "mark": ".graph",
+    "Action": ".fluent", "from_source": ".fluent", "merge": ".fluent", "Node": ".fluent",
+    "LocalCluster": ".executor", "Cluster": ".executor", "RunResult": ".executor", "TaskFailed": ".executor",
+    "RemoteTraceback": ".executor",
+    "Trace": ".trace",
+    "DaskBackend": ".dask", "run_on_dask": ".dask",
+    "WorkerSpec": ".schedule", "plan": ".schedule",
 }  # fmt: skip
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'ecflow_lab.cascade' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{mod}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,22 +7,9 @@ Start one from the shell with ``ecflow-lab server start --home DIR --port N``.
 
 from __future__ import annotations
 
-from typing import Any
+from .._lazy import lazy_exports
+
+_LAZY = {"SuiteServer": ".app", "Scheduler": ".scheduler", "Engine": ".engine"}
 
 __all__ = ["SuiteServer", "Scheduler", "Engine"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "SuiteServer":
-        from ecflow_lab.server.app import SuiteServer
-
-        return SuiteServer
-    if name == "Scheduler":
-        from ecflow_lab.server.scheduler import Scheduler
-
-        return Scheduler
-    if name == "Engine":
-        from ecflow_lab.server.engine import Engine
-
-        return Engine
-    raise AttributeError(f"module 'ecflow_lab.server' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
