@@ -36,6 +36,7 @@ FLUSH_AFTER_S = 0.005
 # spare); a spare no large output has needed for SPARE_IDLE_S seconds is given back.
 RECYCLE_WAIT_S = 2.0  # how long a freed segment may stay mapped by a reader before it is given up
 SPARE_MAX = int(os.environ.get("ECFLOW_LAB_CASCADE_SHM_SPARE_MB", "4096")) << 20
+SPARE_SLACK = 4096
 SPARE_IDLE_S = float(os.environ.get("ECFLOW_LAB_CASCADE_SHM_SPARE_IDLE_S", "30"))
 
 
@@ -71,7 +72,8 @@ class Worker:
         self.published: dict[int, tuple[str, mmap.mmap]] = {}
         self.freed_at: dict[int, float] = {}  # inode -> when it came back still mapped by a reader
         self.unmap: list[mmap.mmap] = []  # writer mappings of small segments, closed when idle
-        self.want_spare = 0
+        self.want_spare = 0  # size of the largest large output lately published: the spare must hold it
+        self.spare_target = 0  # size of the segment the spare thread is allocating
         self.n_spare = 0
         self.spare_lock = threading.Lock()
         self.spare_hit: str | bool = False  # where the last publish's segment came from
@@ -180,7 +182,7 @@ class Worker:
                 # a segment is readied for the next one (ensembles, time steps, a notebook cell run again)
                 self.large_at = time.monotonic()
                 if size <= SPARE_MAX:
-                    self.want_spare = max(self.want_spare, size + 4096)
+                    self.want_spare = max(self.want_spare, size)
                 self.vm_live.setdefault(job, {})[ds] = bufs
                 return wire.vm_descriptor(main, bufs, self.host, self.wid, size)
         name = f"{self.shm_prefix}-{job}-{ds[0]}-{ds[1]}-{os.getpid()}"
@@ -188,7 +190,7 @@ class Worker:
         if desc[0] == "s" and desc[5] >= wire.RECYCLE_MIN:
             self.large_at = time.monotonic()
             if desc[5] <= SPARE_MAX:
-                self.want_spare = max(self.want_spare, desc[5] + 4096)
+                self.want_spare = max(self.want_spare, desc[5])
         return desc
 
     def _keep_mapping(self, path: str, mm: mmap.mmap) -> None:
@@ -228,7 +230,7 @@ class Worker:
         """Is there (or will there shortly be) a pre-allocated segment for a ``size``-byte value?"""
         self.reclaim()
         th = self.spare_thread
-        if th is not None and th.is_alive() and size <= self.want_spare:
+        if th is not None and th.is_alive() and size <= self.spare_target:
             return True
         sp = self.spare
         return sp is not None and size <= sp[1] <= 2 * size + (64 << 20)
@@ -262,7 +264,7 @@ class Worker:
     def _take_spare(self, size: int) -> tuple[str, mmap.mmap] | None:
         self.reclaim()
         th = self.spare_thread
-        if th is not None and th.is_alive() and size <= self.want_spare:
+        if th is not None and th.is_alive() and size <= self.spare_target:
             th.join()  # the segment being allocated fits: finishing it is never slower than starting afresh
         with self.spare_lock:
             sp = self.spare
@@ -290,14 +292,17 @@ class Worker:
     def make_spare(self) -> None:
         """Idle time: pre-allocate a segment for the next large publish, in a thread (fallocate releases
         the GIL) so the worker keeps answering."""
-        size = self.want_spare
-        if not size or wire.SHM_DIR is None or (self.spare_thread and self.spare_thread.is_alive()):
+        want = self.want_spare
+        if not want or wire.SHM_DIR is None or (self.spare_thread and self.spare_thread.is_alive()):
             return
         with self.spare_lock:
             if self.spare is not None:
-                if self.spare[1] >= size:
+                if self.spare[1] >= want:  # a freed segment taken back meanwhile is big enough
                     return
                 self._drop_spare()
+        # the wanted size is the largest large output seen (a reused segment is exactly that big); a new
+        # segment gets a little slack for a slightly larger next one
+        size = self.spare_target = want + SPARE_SLACK
         self.n_spare += 1
         path = os.path.join(wire.SHM_DIR, f"{self.shm_prefix}-spare-{os.getpid()}-{self.n_spare}")
         self.spare_thread = threading.Thread(target=self._allocate, args=(path, size), daemon=True)
