@@ -361,13 +361,24 @@ class SuiteGantt(_GanttBase):
         super().close()
 
     def on_delta(self, msg: dict[str, Any]) -> None:
-        """``Client.subscribe`` callback: record each state change with the time it arrived."""
-        if msg.get("full"):  # a snapshot: from now on only tasks get lanes
-            from ecflow_lab.jupyter.rows import KIND_CODE, walk_defs
-
-            self.tasks = {p for p, _parent, _node, kind in walk_defs(msg["defs"]) if kind == KIND_CODE["task"]}
-            return
+        """``Client.subscribe`` callback: record each state change with the time it arrived. A full
+        snapshot (when following starts, and after a gap in the deltas) names the tasks that get lanes, and
+        a task whose state differs from its open span changed during the gap: that span ends now."""
         t = float(msg.get("time", time.time()))
+        if msg.get("full"):
+            from ecflow_lab.jupyter.rows import KIND_CODE, STATES, _get, state_code, walk_defs
+
+            task = KIND_CODE["task"]
+            states = {p: STATES[state_code(_get(node, "state", "get_state", default=None))]
+                      for p, _parent, node, kind in walk_defs(msg["defs"]) if kind == task}  # fmt: skip
+            for path in [p for p in self._open if p not in states]:  # deleted meanwhile
+                self.record(path, "unknown", t)
+            self.tasks = set(states)
+            for path, state in states.items():
+                open_state = self._open[path][0] if path in self._open else None
+                if open_state != (state if state in _PHASE_STATES else None):
+                    self.record(path, state, t)
+            return
         for change in msg.get("changes", ()) or ():
             state = change.get("state")
             if state:

@@ -199,6 +199,28 @@ def test_suite_gantt_from_log_and_deltas():
     assert sorted(live.source.data["duration"]) == [1.5, 1.5]
 
 
+def test_suite_gantt_closes_what_changed_during_a_gap_in_the_deltas():
+    """After a gap the client sends a full snapshot: spans whose task moved on meanwhile end there, tasks
+    that became active meanwhile open a span, deleted tasks' spans end, and unchanged ones run on."""
+    live = SuiteGantt()
+    live.on_delta({"seq": 1, "time": 100.0, "changes": [{"path": "/s/t", "state": "submitted"},
+                                                          {"path": "/s/v", "state": "active"},
+                                                          {"path": "/s/gone", "state": "active"}]})
+    snap = parse_text("suite s\n  task t\n  task u\n  task v\nendsuite\n")
+    snap.find_abs_node("/s/t").state = "complete"
+    snap.find_abs_node("/s/u").state = "active"
+    snap.find_abs_node("/s/v").state = "active"
+    live.on_delta({"full": True, "seq": 9, "time": 105.0, "defs": snap})
+    live.on_delta({"seq": 10, "time": 107.0, "changes": [{"path": "/s/u", "state": "complete"},
+                                                           {"path": "/s/v", "state": "complete"}]})
+    live.close()
+    d = live.source.data
+    spans = sorted(zip(d["lane"], d["phase"], d["duration"]))
+    assert spans == [("/s/gone", "active", 5.0), ("/s/t", "submitted", 5.0), ("/s/u", "active", 2.0),
+                     ("/s/v", "active", 7.0)]
+    assert live.tasks == {"/s/t", "/s/u", "/s/v"}
+
+
 def test_front_end_is_loaded_from_the_single_js_source():
     from pathlib import Path
 
