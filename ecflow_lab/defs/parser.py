@@ -1012,6 +1012,9 @@ class _Parser:
             text = " ".join(text.split())  # as ecFlow prints it; expressions have no string literals
         if not text:
             raise self.expect(f"an expression after '{keyword}'", "")
+        if "\\" in text:  # joined continuations have lost theirs: this one is followed by more (a comment)
+            raise self.error(f"a '\\' in a {keyword} may only end the line, to continue the expression on the "
+                             "next one", got=text, expected=f"a {keyword} expression")
         cur = node.trigger if keyword == "trigger" else node.complete
         if words[1] in ("-a", "-o"):
             part = " ".join(_rest(stmt, 2).split())

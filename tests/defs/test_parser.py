@@ -81,6 +81,15 @@ def test_trigger_continuation_and_parts() -> None:
         parse("suite s\n task t\n  complete -a b == complete\nendsuite\n")
 
 
+def test_backslash_only_continues_at_the_end_of_a_line() -> None:
+    """ecFlow 5.9.2 rejects a '\\' followed by a comment ("Failed to parse trigger ... complete\\"); before,
+    it was kept in the expression and written back at a line's end, where it joined the next line (fuzz)."""
+    for bad in ("trigger -a t2 == complete\\    # a comment", "complete t2 == complete \\ # c", "trigger t2 \\ == complete"):
+        with pytest.raises(DefsSyntaxError, match=r"may only end the line") as e:
+            parse(f"suite s\n task t2\n task b\n  trigger t2 == complete\n  {bad}\nendsuite\n")
+        assert e.value.line == 5
+
+
 def test_edit_values_forms() -> None:
     d = parse("suite s\n edit A 'a b'\n edit B \"c d\"\n edit C plain # comment\n edit D ''\nendsuite\n")
     s = d.find_suite("s")
