@@ -322,8 +322,11 @@ class Worker:
             else:
                 mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
                 wire.populate(mm, stop=lambda: not self.running)
-        except OSError:  # no room in /dev/shm: stop trying
+        except OSError:  # no room in /dev/shm: stop trying (a half-populated mapping is no spare)
             self.want_spare = 0
+            if mm is not None:
+                mm.close()
+                mm = None
         finally:
             os.close(fd)
         if mm is None or not self.running:
