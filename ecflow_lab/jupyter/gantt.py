@@ -366,11 +366,10 @@ class SuiteGantt(_GanttBase):
         a task whose state differs from its open span changed during the gap: that span ends now."""
         t = float(msg.get("time", time.time()))
         if msg.get("full"):
-            from ecflow_lab.jupyter.rows import KIND_CODE, STATES, _get, state_code, walk_defs
+            from ecflow_lab.jupyter.rows import KIND_CODE, STATES, node_state, walk_defs
 
             task = KIND_CODE["task"]
-            states = {p: STATES[state_code(_get(node, "state", "get_state", default=None))]
-                      for p, _parent, node, kind in walk_defs(msg["defs"]) if kind == task}  # fmt: skip
+            states = {p: STATES[node_state(node)] for p, _parent, node, kind in walk_defs(msg["defs"]) if kind == task}
             for path in [p for p in self._open if p not in states]:  # deleted meanwhile
                 self.record(path, "unknown", t)
             self.tasks = set(states)

@@ -124,6 +124,11 @@ def find_node(defs: Any, path: str) -> Any:
     return node
 
 
+def node_state(node: Any) -> int:
+    """The state code of a Defs-shaped node (ours or ecFlow's)."""
+    return state_code(_get(node, "state", "get_state", default=None))
+
+
 def walk_defs(defs: Any, root: str | None = None) -> Iterator[tuple[str, int, Any, int]]:
     """Depth-first ``(path, parent_row, node, kind)`` over a Defs-shaped object; rows numbered in order.
 
@@ -193,7 +198,7 @@ class RowTable:
             paths.append(path)
             names.append(path.rsplit("/", 1)[1])
             parents.append(parent)
-            states.append(state_code(_get(node, "state", "get_state", default=None)))
+            states.append(node_state(node))
             flags.append(self._node_flags(node))
             kinds.append(kind)
             a = node_attrs(node)
@@ -214,7 +219,7 @@ class RowTable:
     @staticmethod
     def _node_flags(node: Any) -> int:
         bits = SUSPENDED if _get(node, "suspended", "is_suspended", default=False) is True else 0
-        if state_code(_get(node, "state", "get_state", default=None)) == 0:
+        if node_state(node) == 0:
             text = str(_get(node, "state", "get_state", default="")).lower()
             if text.endswith("suspended"):
                 bits |= SUSPENDED
@@ -345,7 +350,7 @@ class RowTable:
         with self.lock:
             for path, _parent, node, kind in walk_defs(defs, self.root):
                 row = self.index.get(path)
-                state = state_code(_get(node, "state", "get_state", default=None))
+                state = node_state(node)
                 if row is None:
                     row = self._append(path, kind, state, self._node_flags(node))
                     added += 1

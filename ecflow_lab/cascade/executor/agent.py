@@ -8,13 +8,13 @@ Run by :class:`LocalCluster` or by ``ecflow-lab cascade host --controller tcp://
 from __future__ import annotations
 
 import argparse
+import atexit
 import glob
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from urllib.parse import urlparse
 
@@ -85,8 +85,6 @@ def _fork_worker(argv: list[str], env: dict[str, str]) -> _Forked:
         return _Forked(pid)
     code = 1
     try:
-        import atexit
-
         atexit._clear()  # the agent's exit handlers are not the worker's
         os.environ.clear()
         os.environ.update(env)
@@ -102,8 +100,6 @@ def _fork_worker(argv: list[str], env: dict[str, str]) -> _Forked:
         traceback.print_exc()
     finally:
         try:
-            import atexit
-
             atexit._run_exitfuncs()  # what an interpreter would run at exit (task libraries' handlers)
             sys.stdout.flush()
             sys.stderr.flush()
@@ -148,8 +144,8 @@ class Agent:
         self.shm_prefix = f"ecl-{self.cluster_tag}-{os.getpid()}"
         self.procs: dict[str, tuple[subprocess.Popen | _Forked, str]] = {}
         self.next_index = 0
-        # forking is only safe while this process has no other thread (ZeroMQ starts its own below)
-        forked = FORK and sys.platform.startswith("linux") and threading.active_count() == 1
+        first = [gpus[i] if i < len(gpus) else "" for i in range(workers)]  # each first worker's GPU
+        forked = FORK and sys.platform.startswith("linux")
         if forked:
             from .worker import _preload
 
@@ -157,9 +153,11 @@ class Agent:
             # the thread count the workers are given (numerical libraries read it when they load)
             os.environ.setdefault("OMP_NUM_THREADS", str(cpus))
             _preload()
-            forked = _os_threads() == 1  # a preloaded library may have started threads of its own
-        for i in range(workers if forked else 0):
-            self.spawn(gpus[i] if i < len(gpus) else "", fork=True)
+            # forking is only safe while this process has no other thread, native ones included (a BLAS
+            # may start some; ZeroMQ starts its own below)
+            forked = _os_threads() == 1
+        for gpu in first if forked else ():
+            self.spawn(gpu, fork=True)
         try:
             self._connect(advertise)
         except BaseException:
@@ -169,9 +167,8 @@ class Agent:
             raise
         self.running = True
         self.hello()  # the controller learns whom to tell to stop (it waits a little for a late hello)
-        if not forked:
-            for i in range(workers):
-                self.spawn(gpus[i] if i < len(gpus) else "")
+        for gpu in () if forked else first:
+            self.spawn(gpu)
 
     def _connect(self, advertise: str | None) -> None:
         """The controller link and the data port other hosts fetch this host's datasets from."""

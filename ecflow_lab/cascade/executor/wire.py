@@ -404,27 +404,36 @@ def _madvise() -> Any:
     return f
 
 
+def _populate_write(addr: int, n: int) -> int:
+    """Fault in ``n`` bytes of writable memory at ``addr`` (MADV_POPULATE_WRITE); 0, or the errno
+    (EINVAL: the kernel cannot)."""
+    import ctypes
+
+    madvise = _madvise()
+    if madvise is None:
+        return errno.EINVAL
+    return 0 if madvise(addr, n, _MADV_POPULATE_WRITE) == 0 else ctypes.get_errno()
+
+
 def populate(mm: mmap.mmap, stop: Callable[[], bool] | None = None) -> bool:
     """Fault in every page of a writable shared mapping before a copy into it, a chunk at a time, with the
     GIL free (ctypes). One populate of a whole large mapping (``MAP_POPULATE``) holds the process's
     memory-map lock throughout: the worker's main thread could not even allocate meanwhile (measured: a
     0.7 s stall for 1 GiB). False where the kernel cannot (the copy then faults the pages in itself) or
     when ``stop()`` says to give up (checked between chunks)."""
-    import ctypes
-
-    madvise = _madvise()
     n = len(mm)
-    if madvise is None or not n:
+    if not n:
         return False
     with memoryview(mm) as mv:
         base = buffer_address(mv)
     for off in range(0, n, POPULATE_CHUNK):
         if stop is not None and stop():
             return False
-        if madvise(base + off, min(POPULATE_CHUNK, n - off), _MADV_POPULATE_WRITE) != 0:
-            if ctypes.get_errno() == errno.EINVAL:
-                return False
-            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        err = _populate_write(base + off, min(POPULATE_CHUNK, n - off))
+        if err == errno.EINVAL:
+            return False
+        if err:
+            raise OSError(err, os.strerror(err))
     return True
 
 
@@ -474,7 +483,6 @@ def vm_read(desc: tuple) -> Any:
     iov = _iovec_type()
     readv = _libc.process_vm_readv
     out = []
-    madvise = _madvise()
     for addr, n in spans:
         if n >= FRESH_MIN:
             # a mapping of our own, not numpy's buffer: numpy asks for transparent huge pages, which made
@@ -483,13 +491,12 @@ def vm_read(desc: tuple) -> Any:
         else:
             dst = np.empty(n, dtype=np.uint8)
         base = int(dst.ctypes.data)
-        fault_in = madvise if n >= FRESH_MIN else None
 
-        def copy(a: int, b: int, base: int = base, addr: int = addr, fault_in: Any = fault_in) -> None:
+        def copy(a: int, b: int, base: int = base, addr: int = addr, fault_in: bool = n >= FRESH_MIN) -> None:
             while a < b:
                 k = min(VM_CHUNK, b - a)
-                if fault_in is not None and fault_in(base + a, k, _MADV_POPULATE_WRITE) != 0:
-                    fault_in = None  # the kernel cannot: the copy faults the pages in itself
+                if fault_in and _populate_write(base + a, k):
+                    fault_in = False  # the kernel cannot: the copy faults the pages in itself
                 loc, rem = iov(base + a, k), iov(addr + a, k)
                 got = readv(pid, ctypes.byref(loc), 1, ctypes.byref(rem), 1, 0)
                 if got <= 0:

@@ -178,20 +178,22 @@ class Worker:
             serialized = main, bufs = wire.serialize(value)
             size = wire.nbytes(main, bufs)
             if size >= wire.VM_MIN and len(main) <= wire.INLINE_MAX and not self._spare_ready(size):
-                # no allocated segment to copy into: readers copy from here instead (one copy, not two);
-                # a segment is readied for the next one (ensembles, time steps, a notebook cell run again)
-                self.large_at = time.monotonic()
-                if size <= SPARE_MAX:
-                    self.want_spare = max(self.want_spare, size)
+                # no allocated segment to copy into: readers copy from here instead (one copy, not two)
+                self._large(size)
                 self.vm_live.setdefault(job, {})[ds] = bufs
                 return wire.vm_descriptor(main, bufs, self.host, self.wid, size)
         name = f"{self.shm_prefix}-{job}-{ds[0]}-{ds[1]}-{os.getpid()}"
         desc = wire.publish(value, name, self.host, self._take_spare, self._keep_mapping, serialized)
         if desc[0] == "s" and desc[5] >= wire.RECYCLE_MIN:
-            self.large_at = time.monotonic()
-            if desc[5] <= SPARE_MAX:
-                self.want_spare = max(self.want_spare, desc[5])
+            self._large(desc[5])
         return desc
+
+    def _large(self, size: int) -> None:
+        """A large output was published: have a segment ready for the next (ensembles, time steps, a
+        notebook cell run again), and keep it while they keep coming."""
+        self.large_at = time.monotonic()
+        if size <= SPARE_MAX:
+            self.want_spare = max(self.want_spare, size)
 
     def _keep_mapping(self, path: str, mm: mmap.mmap) -> None:
         if len(mm) >= wire.RECYCLE_MIN and len(mm) <= SPARE_MAX:
@@ -285,13 +287,12 @@ class Worker:
                     self._drop_spare()
                 self.want_spare = 0
             return
-        if (self.want_spare and not self.published and (self.spare is None or self.spare[1] < self.want_spare)
-                and not any(self.vm_live.values())):
+        if self.want_spare and not self.published and not any(self.vm_live.values()):
             self.make_spare()
 
     def make_spare(self) -> None:
-        """Idle time: pre-allocate a segment for the next large publish, in a thread (fallocate releases
-        the GIL) so the worker keeps answering."""
+        """Pre-allocate a segment for the next large publish unless the spare at hand is big enough, in a
+        thread (fallocate and the populate release the GIL) so the worker keeps answering."""
         want = self.want_spare
         if not want or wire.SHM_DIR is None or (self.spare_thread and self.spare_thread.is_alive()):
             return
