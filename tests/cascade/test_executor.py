@@ -751,6 +751,12 @@ def test_memory_read_into_fresh_pages_with_or_without_kernel_populate(monkeypatc
         seg = mmap.mmap(-1, 8 << 20)
         assert wire.populate(seg) is populated
         seg.close()
+    monkeypatch.undo()
+    calls = []
+    seg = mmap.mmap(-1, 3 * wire.POPULATE_CHUNK)
+    assert wire.populate(seg, stop=lambda: len(calls) == 2 or bool(calls.append(1))) is False  # gives up
+    assert len(calls) == 2  # between chunks, when told to
+    seg.close()
 
 
 def test_workers_start_afresh_when_a_preloaded_library_runs_threads(monkeypatch):
